@@ -1,0 +1,1 @@
+"""attnbench bench: the variants' cost, side by side."""

@@ -1,0 +1,35 @@
+"""Errors that reach a user: each says what was wrong, with what value, and what to do."""
+
+from __future__ import annotations
+
+
+class AttnbenchError(Exception):
+    """Base of every error attnbench raises on purpose; the CLI prints it without a traceback."""
+
+
+class UnknownNameError(AttnbenchError, LookupError):
+    """A task, variant or profile name that nothing registered."""
+
+
+class DuplicateNameError(AttnbenchError):
+    """Two plugins registered one name."""
+
+
+class PluginError(AttnbenchError):
+    """A plugin broke the contract (bad hook, bad registration)."""
+
+
+class DataError(AttnbenchError):
+    """A data directory or file is missing, corrupt or not in the expected format."""
+
+
+class AttentionShapeError(AttnbenchError):
+    """A variant's module returned something other than the forward contract promises."""
+
+
+class DeviceError(AttnbenchError):
+    """The requested device is not present on this machine."""
+
+
+class StoreError(AttnbenchError):
+    """The results store file cannot be used."""

@@ -1,0 +1,147 @@
+"""Multi-head attention that takes any registered variant.
+
+Projections, heads and the output projection belong here; the variant only maps
+(q, k, v) of shape (B, H, L, D) to the output, so one variant plugs into every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnbench.errors import AttentionShapeError, PluginError
+from attnbench.specs import AttentionConfig, AttentionSpec
+
+
+class CheckedAttention(nn.Module):
+    """A variant's module, with its output checked against the forward contract."""
+
+    def __init__(self, spec: AttentionSpec, config: AttentionConfig) -> None:
+        super().__init__()
+        if spec.needs_max_len and not config.max_len:
+            raise PluginError(
+                f"attention {spec.name!r} needs max_len at build time; "
+                "pass AttentionConfig(max_len=...)"
+            )
+        self.spec_name = spec.name
+        self.inner = spec.build(config)
+        if not isinstance(self.inner, nn.Module):
+            raise PluginError(
+                f"attention {spec.name!r}: build(config) returned {type(self.inner).__name__}, "
+                "expected a torch.nn.Module"
+            )
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        result = self.inner(q, k, v, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights)
+        out, weights = result if need_weights else (result, None)
+        expected = (*q.shape[:-1], v.shape[-1])
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise AttentionShapeError(
+                f"attention {self.spec_name!r} returned output of shape {got} for q {tuple(q.shape)}, "
+                f"k {tuple(k.shape)}, v {tuple(v.shape)}; expected {expected} (B, H, Lq, D)"
+            )
+        if need_weights:
+            want = (*q.shape[:-1], k.shape[-2])
+            if not isinstance(weights, torch.Tensor) or tuple(weights.shape[-2:]) != want[-2:]:
+                got = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+                raise AttentionShapeError(
+                    f"attention {self.spec_name!r} returned weights of shape {got}; expected {want}"
+                )
+            return out, weights
+        return out
+
+
+def build_attention(spec: AttentionSpec, config: AttentionConfig) -> CheckedAttention:
+    """Build ``spec``'s module for ``config``, wrapped so contract breaches name the variant."""
+    return CheckedAttention(spec, config)
+
+
+class MultiheadAttention(nn.Module):
+    """``nn.MultiheadAttention``-style layer whose core is an attention variant.
+
+    Masks use True = may attend. ``key_padding_mask`` (B, Lk) is passed to the variant as
+    (B, 1, 1, Lk); a full ``attn_mask`` only to variants that declare ``arbitrary_mask``;
+    causality as ``is_causal=True``, never as a materialised triangle.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        attention: AttentionSpec,
+        *,
+        max_len: int | None = None,
+        causal: bool = False,
+        cross: bool = False,
+        dropout: float = 0.0,
+        kdim: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.spec = attention
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.causal = causal
+        kdim = kdim or embed_dim
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(kdim, embed_dim)
+        self.v_proj = nn.Linear(kdim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        config = AttentionConfig(
+            num_heads=num_heads, head_dim=self.head_dim, max_len=max_len, causal=causal,
+            cross=cross, dropout=dropout, options=dict(options or {}),
+        )
+        self.attention = build_attention(attention, config)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, _ = x.shape
+        return x.view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from ``x`` (B, Lq, E) to ``context`` (B, Lk, E), or to ``x`` itself.
+
+        Returns ``(out, weights)``; weights are None unless ``need_weights``.
+        """
+        context = x if context is None else context
+        q = self._heads(self.q_proj(x))
+        k = self._heads(self.k_proj(context))
+        v = self._heads(self.v_proj(context))
+        mask = None
+        if key_padding_mask is not None:
+            mask = key_padding_mask.to(torch.bool)[:, None, None, :]
+        if attn_mask is not None:
+            if not self.spec.arbitrary_mask:
+                raise PluginError(
+                    f"attention {self.spec.name!r} does not accept a full (Lq, Lk) mask; "
+                    "use key_padding_mask or is_causal, or pick a variant with arbitrary_mask"
+                )
+            full = attn_mask.to(torch.bool)
+            full = full[:, None] if full.dim() == 3 else full
+            mask = full if mask is None else mask & full
+        result = self.attention(q, k, v, attn_mask=mask, is_causal=self.causal, need_weights=need_weights)
+        out, weights = result if need_weights else (result, None)
+        b, _, lq, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, lq, self.num_heads * self.head_dim)
+        return self.out_proj(out), weights

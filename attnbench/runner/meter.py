@@ -1,0 +1,106 @@
+"""The harness's own cost measurements, taken the same way for every variant and task.
+
+A task marks its training with ``with ctx.meter.train(): ...``, counts the examples it
+trains on with ``ctx.meter.count(n)``, and hands over its trained model with one input
+batch via ``ctx.meter.model(model, *batch)``. After the task returns, the harness counts
+parameters and FLOPs (``torch.utils.flop_counter.FlopCounterMode``, one forward pass),
+times inference (warm-up, then the median of repeats) and reads peak memory: on CUDA the
+allocator's peak (``peak_alloc_mb``); on CPU the peak resident set of the worker process,
+which is a fresh process per pairing (``peak_rss_mb``, includes the interpreter and torch).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from attnbench.runner.device import synchronize
+
+
+class Meter:
+    """Collects training time and the trained model; computes the efficiency figures."""
+
+    def __init__(self, device: torch.device, latency_repeats: int = 5) -> None:
+        self.device = device
+        self.latency_repeats = latency_repeats
+        self.train_seconds = 0.0
+        self.train_examples = 0
+        self._model: nn.Module | None = None
+        self._inputs: tuple[Any, ...] = ()
+
+    @contextmanager
+    def train(self) -> Iterator[None]:
+        """Time a block of training (may be entered several times; times add up)."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self.train_seconds += time.perf_counter() - start
+
+    def count(self, examples: int) -> None:
+        """Record ``examples`` training examples processed (for throughput)."""
+        self.train_examples += int(examples)
+
+    def model(self, model: nn.Module, *inputs: Any) -> None:
+        """Hand over the trained model and one input batch (positional forward args)."""
+        self._model = model
+        self._inputs = inputs
+
+    def figures(self) -> dict[str, float]:
+        """The efficiency figures for the result row."""
+        out: dict[str, float] = {"train_s": round(self.train_seconds, 4)}
+        if self.train_seconds > 0 and self.train_examples:
+            out["train_examples_per_s"] = self.train_examples / self.train_seconds
+        if self._model is not None:
+            out.update(self._model_figures(self._model, self._inputs))
+        out.update(peak_memory(self.device))
+        return out
+
+    def _model_figures(self, model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, float]:
+        figures: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters()))}
+        batch = _batch_size(inputs)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(*inputs)
+            figures["flops_per_example"] = counter.get_total_flops() / batch
+            model(*inputs)  # warm-up
+            times = []
+            for _ in range(self.latency_repeats):
+                synchronize(self.device)
+                start = time.perf_counter()
+                model(*inputs)
+                synchronize(self.device)
+                times.append(time.perf_counter() - start)
+        model.train(was_training)
+        figures["infer_ms_per_batch"] = statistics.median(times) * 1000
+        figures["infer_batch"] = float(batch)
+        return figures
+
+
+def _batch_size(inputs: tuple[Any, ...]) -> int:
+    for x in inputs:
+        if isinstance(x, torch.Tensor) and x.dim() > 0:
+            return int(x.shape[0])
+    return 1
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak memory so far: the CUDA allocator's peak, or this process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return {"peak_alloc_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_rss_mb": rss / (2**20 if sys.platform == "darwin" else 2**10)}

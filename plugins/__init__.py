@@ -1,0 +1,1 @@
+"""attnbench's built-in plugins, registered through the ``attnbench`` entry-point group."""

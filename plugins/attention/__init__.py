@@ -1,0 +1,1 @@
+"""Built-in attention variants, one module each (see ``attnbench list attention``)."""

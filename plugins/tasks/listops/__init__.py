@@ -1,0 +1,1 @@
+"""LRA ListOps."""
