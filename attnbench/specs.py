@@ -70,7 +70,8 @@ class AttentionSpec:
     ``exact`` means the output equals ``softmax(q kᵀ/√D + mask) v`` to float tolerance.
     ``tolerance`` is, for approximations, the largest mean absolute difference from
     exact softmax attention on the conformance kit's smooth input that the variant
-    promises (None: no agreement is claimed, e.g. positional variants).
+    promises when built with ``tolerance_options`` (e.g. many random features); None
+    means no agreement is claimed (positional variants, elu+1 linear attention).
     ``available(device)`` returns None when the variant can run there, else the reason.
     """
 
@@ -86,6 +87,7 @@ class AttentionSpec:
     weights: bool = False
     needs_max_len: bool = False
     tolerance: float | None = None
+    tolerance_options: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
     available: Callable[[torch.device], str | None] | None = None
 

@@ -1,0 +1,191 @@
+"""Conformance checks for attention variants, usable with or without pytest.
+
+Each check takes an :class:`AttentionSpec`, raises ``AssertionError`` with a message
+that names the variant when the contract is broken, and raises :class:`NotApplicable`
+when the spec does not claim the capability the check is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from attnbench.nn.attention import build_attention
+from attnbench.specs import AttentionConfig, AttentionSpec
+
+B, H, L, D = 2, 2, 32, 16
+MAX_LEN = 64
+
+
+class NotApplicable(Exception):
+    """The spec does not claim what the check tests."""
+
+
+def _build(spec: AttentionSpec, *, causal: bool = False, cross: bool = False, **options) -> torch.nn.Module:
+    config = AttentionConfig(num_heads=H, head_dim=D, max_len=MAX_LEN, causal=causal, cross=cross, options=options)
+    torch.manual_seed(0)
+    return build_attention(spec, config).eval()
+
+
+def _qkv(lq: int = L, lk: int = L, scale: float = 1.0, seed: int = 1, grad: bool = False):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, lq, D, generator=g) * scale
+    k = torch.randn(B, H, lk, D, generator=g) * scale
+    v = torch.randn(B, H, lk, D, generator=g)
+    if grad:
+        for t in (q, k, v):
+            t.requires_grad_(True)
+    return q, k, v
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+def check_shape_and_dtype(spec: AttentionSpec) -> None:
+    """Output is (B, H, Lq, D) in the input's dtype, and finite."""
+    q, k, v = _qkv()
+    out = _build(spec)(q, k, v)
+    assert out.shape == q.shape, f"{spec.name}: output shape {tuple(out.shape)}, expected {tuple(q.shape)}"
+    assert out.dtype == q.dtype, f"{spec.name}: output dtype {out.dtype}, expected {q.dtype}"
+    assert torch.isfinite(out).all(), f"{spec.name}: output contains NaN or Inf"
+
+
+def check_gradients(spec: AttentionSpec) -> None:
+    """Gradients reach q, k, v and every trainable parameter of the module."""
+    q, k, v = _qkv(grad=True)
+    module = _build(spec).train()
+    module(q, k, v).square().mean().backward()
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        assert t.grad is not None and torch.isfinite(t.grad).all(), f"{spec.name}: no finite gradient for {name}"
+        assert t.grad.abs().sum() > 0, f"{spec.name}: gradient for {name} is all zero"
+    for pname, p in module.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, f"{spec.name}: parameter {pname} received no gradient"
+
+
+def check_padding_mask(spec: AttentionSpec) -> None:
+    """Changing a key masked out by a (B, 1, 1, Lk) padding mask does not change the output."""
+    if not spec.padding_mask:
+        raise NotApplicable("spec declares padding_mask=False")
+    q, k, v = _qkv()
+    mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
+    mask[0, ..., L - 8:] = False
+    mask[1, ..., L - 3:] = False
+    module = _build(spec)
+    before = module(q, k, v, attn_mask=mask)
+    k2, v2 = k.clone(), v.clone()
+    k2[~mask[:, 0, 0, :][:, None, :, None].expand_as(k2)] = 7.0
+    v2[~mask[:, 0, 0, :][:, None, :, None].expand_as(v2)] = -7.0
+    after = module(q, k2, v2, attn_mask=mask)
+    diff = _max_diff(before, after)
+    assert diff < 1e-4, f"{spec.name}: changing padded-out keys changed the output by {diff:.3g}"
+
+
+def check_causal(spec: AttentionSpec) -> None:
+    """With is_causal=True, changing keys after position t does not change outputs up to t."""
+    if not spec.causal:
+        raise NotApplicable("spec declares causal=False")
+    q, k, v = _qkv()
+    module = _build(spec, causal=True)
+    before = module(q, k, v, is_causal=True)
+    t = L // 2
+    k2, v2 = k.clone(), v.clone()
+    k2[..., t + 1:, :] = torch.randn_like(k2[..., t + 1:, :]) * 3
+    v2[..., t + 1:, :] = torch.randn_like(v2[..., t + 1:, :]) * 3
+    after = module(q, k2, v2, is_causal=True)
+    diff = _max_diff(before[..., : t + 1, :], after[..., : t + 1, :])
+    assert diff < 1e-4, f"{spec.name}: changing future keys changed past outputs by {diff:.3g}"
+    assert _max_diff(before[..., t + 1:, :], after[..., t + 1:, :]) > 1e-3, (
+        f"{spec.name}: outputs after t ignore the keys they may attend to"
+    )
+
+
+def check_cross(spec: AttentionSpec) -> None:
+    """Query and key lengths may differ: output is (B, H, Lq, D)."""
+    if not spec.cross:
+        raise NotApplicable("spec declares cross=False")
+    q, k, v = _qkv(lq=24, lk=40)
+    out = _build(spec, cross=True)(q, k, v)
+    assert out.shape == q.shape, f"{spec.name}: cross output {tuple(out.shape)}, expected {tuple(q.shape)}"
+
+
+def check_weights(spec: AttentionSpec) -> None:
+    """need_weights=True returns (B, H, Lq, Lk) weights whose rows sum to 1."""
+    if not spec.weights:
+        raise NotApplicable("spec declares weights=False")
+    q, k, v = _qkv()
+    mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
+    mask[..., L - 5:] = False
+    out, weights = _build(spec)(q, k, v, attn_mask=mask if spec.padding_mask else None, need_weights=True)
+    assert weights.shape[-2:] == (L, L), f"{spec.name}: weights shape {tuple(weights.shape)}"
+    sums = weights.sum(-1)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4), f"{spec.name}: weight rows do not sum to 1"
+    if spec.padding_mask:
+        assert weights[..., L - 5:].abs().max() < 1e-6, f"{spec.name}: weights on padded keys are not zero"
+
+
+def _reference(q, k, v, mask=None, causal=False):
+    from attnbench.nn.masks import dense_mask
+
+    scores = q @ k.transpose(-2, -1) / D**0.5
+    full = dense_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
+    if full is not None:
+        scores = scores.masked_fill(~full, float("-inf"))
+    return torch.softmax(scores, -1) @ v
+
+
+def check_exact(spec: AttentionSpec) -> None:
+    """Exact variants equal softmax attention to 1e-5 (float32), with masks and causality."""
+    if not spec.exact:
+        raise NotApplicable("spec does not claim exact")
+    q, k, v = _qkv()
+    diff = _max_diff(_build(spec)(q, k, v), _reference(q, k, v))
+    assert diff < 1e-5, f"{spec.name}: differs from softmax attention by {diff:.3g} (> 1e-5)"
+    if spec.padding_mask:
+        mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
+        mask[0, ..., L - 6:] = False
+        diff = _max_diff(_build(spec)(q, k, v, attn_mask=mask), _reference(q, k, v, mask))
+        assert diff < 1e-5, f"{spec.name}: with a padding mask, differs from softmax by {diff:.3g}"
+    if spec.causal:
+        diff = _max_diff(_build(spec, causal=True)(q, k, v, is_causal=True), _reference(q, k, v, causal=True))
+        assert diff < 1e-5, f"{spec.name}: causal output differs from softmax by {diff:.3g}"
+
+
+def check_approximates(spec: AttentionSpec) -> None:
+    """Approximations built with ``tolerance_options`` land within ``tolerance`` of softmax
+    on a smooth input (mean absolute difference), and closer than the uniform average of v."""
+    if spec.exact or spec.tolerance is None:
+        raise NotApplicable("spec claims no approximation tolerance")
+    q, k, v = _qkv(scale=0.8)
+    out = _build(spec, **dict(spec.tolerance_options))(q, k, v)
+    ref = _reference(q, k, v)
+    err = (out - ref).abs().mean().item()
+    trivial = (v.mean(-2, keepdim=True).expand_as(ref) - ref).abs().mean().item()
+    assert err <= spec.tolerance, (
+        f"{spec.name}: mean |out - softmax| = {err:.4g} exceeds its stated tolerance {spec.tolerance}"
+    )
+    assert err < trivial, f"{spec.name}: error {err:.4g} is no better than averaging v ({trivial:.4g})"
+
+
+def check_compiles(spec: AttentionSpec) -> None:
+    """torch.compile gives the eager output (opt-in: slow on CPU)."""
+    q, k, v = _qkv()
+    module = _build(spec)
+    eager = module(q, k, v)
+    compiled = torch.compile(module)(q, k, v)
+    diff = _max_diff(eager, compiled)
+    assert diff < 1e-4, f"{spec.name}: compiled output differs from eager by {diff:.3g}"
+
+
+ATTENTION_CHECKS: dict[str, Callable[[AttentionSpec], None]] = {
+    "shape_and_dtype": check_shape_and_dtype,
+    "gradients": check_gradients,
+    "padding_mask": check_padding_mask,
+    "causal": check_causal,
+    "cross": check_cross,
+    "weights": check_weights,
+    "exact": check_exact,
+    "approximates": check_approximates,
+}
