@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 from attnbench.errors import DeviceError
@@ -58,9 +61,18 @@ def describe(device: torch.device) -> str:
         return f"cuda:{torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "mps:apple"
-    import platform
+    return f"cpu:{_cpu_model()} x{os.cpu_count()}"
 
-    return f"cpu:{platform.machine()}"
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -1,0 +1,37 @@
+"""``attnbench plugins``: every plugin, what it registered, or why it failed to load."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.table import Table
+
+from attnbench import plugins
+from attnbench.cli import console
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "plugins", help="show installed plugins and their load errors",
+        description="Show every plugin of the `attnbench` entry-point group: distribution, version, entry "
+        "point, what it registered, or its load error. Disable plugins with ATTNBENCH_DISABLE_PLUGINS=a,b.",
+    )
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    infos = plugins.load().infos
+    if args.json:
+        print(json.dumps([vars(i) for i in infos], indent=2))
+        return 0
+    table = Table(title=f"attnbench plugins ({len(infos)})")
+    for col in ("entry point", "distribution", "version", "module", "registered", "status"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        registered = ", ".join([*i.attention, *(f"task:{t}" for t in i.tasks)]) or "—"
+        status = "[dim]disabled[/]" if i.disabled else (f"[red]error:[/] {i.error}" if i.error else "[green]ok[/]")
+        table.add_row(i.name, i.distribution, i.version, i.value, registered, status)
+    console.print(table)
+    return 1 if any(i.error for i in infos) else 0

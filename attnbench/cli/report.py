@@ -1,0 +1,88 @@
+"""``attnbench report``: leaderboards from the results store (terminal, Markdown, CSV, JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from rich.table import Table
+
+from attnbench import plugins
+from attnbench.cli import console
+from attnbench.errors import StoreError
+from attnbench.leaderboard import overall_matrix, task_tables
+from attnbench.leaderboard.formats import csv_text, json_text, markdown, matrix_rows, task_rows
+from attnbench.store import DEFAULT_STORE, Store
+
+EXAMPLES = """\
+examples:
+  attnbench report                                   tables in the terminal + files in attnbench-results/report
+  attnbench report --task listops --profile quick
+  attnbench report --store runs/gpu.sqlite --out site/leaderboard
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "report", help="print and write leaderboards from the results store",
+        description="Rank variants per task (quality and cost side by side) and across tasks (normalized score, "
+        "mean rank). Results from different environments or task setups get separate tables.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", default=str(DEFAULT_STORE), metavar="FILE", help=f"results store (default: {DEFAULT_STORE})")
+    p.add_argument("--task", default=None, help="only this task")
+    p.add_argument("--profile", default=None, help="only this profile")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write <task>.md/.csv, overall.md/.csv and leaderboard.json here "
+                   "(default: a 'report' folder beside the store)")
+    return p
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for h in header:
+        table.add_column(h, overflow="fold")
+    for cells in body:
+        table.add_row(*cells)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.store)
+    if not path.exists():
+        raise StoreError(f"no results store at {path}; run `attnbench run` first, or pass --store FILE")
+    where = {k: v for k, v in (("task", args.task), ("profile", args.profile)) if v}
+    with Store(path) as store:
+        rows = store.rows(**where)
+    if not rows:
+        console.print(f"no results in {path}" + (f" for {where}" if where else ""))
+        return 1
+    loaded = plugins.load()
+    metrics = {t.name: (t.metric.name, t.metric.higher_is_better) for t in loaded.tasks}
+    tables = task_tables(rows, metrics)
+    matrices = overall_matrix(tables)
+    out = Path(args.out) if args.out else path.parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for t in tables:
+        header, body = task_rows(t)
+        console.print(_rich(t.title, header, body))
+        stem = out / _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
+        stem.with_suffix(".md").write_text(f"## {t.title}\n\n" + markdown(header, body))
+        stem.with_suffix(".csv").write_text(csv_text(header, body))
+        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    md = []
+    for m in matrices:
+        header, body = matrix_rows(m)
+        console.print(_rich(f"overall · {m.environment}", header, body))
+        md.append(f"## overall · {m.environment}\n\n" + markdown(header, body))
+        (out / f"overall-{_slug(m.environment)[:60]}.csv").write_text(csv_text(header, body))
+    (out / "overall.md").write_text("\n".join(md))
+    (out / "leaderboard.json").write_text(json_text(tables, matrices))
+    console.print(f"wrote {len(written) + 2 + len(matrices)} files to {out}/")
+    return 0

@@ -1,0 +1,138 @@
+"""``attnbench run``: train and evaluate every selected (task × variant × seed) pairing."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from attnbench.cli import console, warn_plugin_errors
+from attnbench.runner.device import DEVICE_CHOICES, resolve_device
+from attnbench.runner.matrix import plan, run_matrix, split_resumed
+from attnbench.runner.pairing import Pairing
+from attnbench.specs import PROFILES, ResultRow
+from attnbench.store import DEFAULT_STORE, Store
+
+STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow", "unsupported": "dim", "diverged": "magenta"}
+
+EXAMPLES = """\
+examples:
+  attnbench run --profile quick                      every task × every variant
+  attnbench run --tasks listops --variants 'sdpa*,linear' --profile smoke
+  attnbench run --profile quick --resume             only what the store lacks
+  attnbench run --tasks listops --data-dir ~/lra/listops --profile full --device cuda
+"""
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {value!r}") from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run", help="run the (task × variant × seed) matrix and store the results",
+        description="Train and evaluate each selected task with each selected attention variant, one worker "
+        "process per pairing; every finished pairing is written to the store at once.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--tasks", type=_csv, default=None, metavar="NAMES",
+                   help="comma-separated task names or globs (default: all; see `attnbench list tasks`)")
+    p.add_argument("--variants", type=_csv, default=None, metavar="NAMES",
+                   help="comma-separated variant names or globs (default: all; see `attnbench list attention`)")
+    p.add_argument("--profile", choices=PROFILES, default="quick", help="budget per pairing (default: quick)")
+    p.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
+                   help="where to run (default: auto = cuda, else mps, else cpu); a missing device is an error")
+    p.add_argument("--seeds", type=_seeds, default=[0], metavar="N,N", help="seeds to run each pairing with (default: 0)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="pairings to run at once (default: 1)")
+    p.add_argument("--executor", choices=["local"], default="local",
+                   help="where pairings run: local worker processes (Ray comes with the scale-out work)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop a pairing after this long and record it as 'timeout' (default: none)")
+    p.add_argument("--resume", action="store_true", help="skip pairings the store already holds as finished")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the task's data in its field's standard format (default: embedded data)")
+    p.add_argument("--store", default=str(DEFAULT_STORE), metavar="FILE",
+                   help=f"SQLite results store (default: {DEFAULT_STORE})")
+    return p
+
+
+class RichDisplay:
+    """An overall bar of pairings plus one bar per running pairing."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self._progress = progress
+        self._overall = progress.add_task("pairings", total=total, info="")
+        self._bars: dict[Pairing, int] = {}
+
+    @staticmethod
+    def _label(p: Pairing) -> str:
+        return f"{p.task} × {p.variant} (seed {p.seed})"
+
+    def started(self, pairing: Pairing) -> None:
+        self._bars[pairing] = self._progress.add_task(self._label(pairing), total=None, info="starting")
+
+    def progress(self, pairing: Pairing, done: int, total: int, description: str, info: dict[str, float]) -> None:
+        text = " ".join(f"{k}={v:.4g}" for k, v in info.items())
+        self._progress.update(self._bars[pairing], completed=done, total=total or None,
+                              info=f"{description} {text}".strip())
+
+    def finished(self, pairing: Pairing, row: ResultRow) -> None:
+        self._progress.remove_task(self._bars.pop(pairing))
+        self._progress.advance(self._overall)
+        style = STATUS_STYLE.get(row.status, "")
+        self._progress.console.print(
+            f"[{style}]{row.status:>11}[/] {self._label(pairing)} {_brief(row)}", highlight=False
+        )
+
+
+def _brief(row: ResultRow) -> str:
+    if row.status == "ok":
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in list(row.metrics.items())[:3])
+        return f"{shown} [{row.duration_s:.1f} s]"
+    return row.error.strip().splitlines()[-1][:160] if row.error else ""
+
+
+def run(args: argparse.Namespace) -> int:
+    warn_plugin_errors()
+    device = resolve_device(args.device)
+    if args.jobs < 1:
+        raise SystemExit("error: --jobs must be at least 1")
+    pairings = plan(tasks=args.tasks, variants=args.variants, profile=args.profile, seeds=args.seeds,
+                    data_dir=args.data_dir)
+    with Store(args.store) as store:
+        todo = pairings
+        if args.resume:
+            split = split_resumed(pairings, store, device)
+            todo = split.todo
+            console.print(f"resume: {len(split.skipped)} of {len(pairings)} pairings already in {args.store}")
+        console.print(f"running {len(todo)} pairing(s) on {device} at profile [bold]{args.profile}[/], "
+                      f"{args.jobs} at a time → {args.store}")
+        start = time.perf_counter()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[info]}"))
+        with Progress(*columns, console=console, transient=False) as progress:
+            rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo)),
+                              jobs=args.jobs, timeout=args.timeout)
+    console.print(_summary(rows, time.perf_counter() - start))
+    console.print(f"see the leaderboard with: attnbench report --store {args.store}")
+    return 0
+
+
+def _summary(rows: list[ResultRow], seconds: float) -> Table:
+    table = Table(title=f"{len(rows)} pairing(s) in {seconds:.1f} s")
+    for col in ("status", "count"):
+        table.add_column(col)
+    for status in STATUS_STYLE:
+        n = sum(r.status == status for r in rows)
+        if n:
+            table.add_row(f"[{STATUS_STYLE[status]}]{status}[/]", str(n))
+    return table

@@ -1,0 +1,140 @@
+"""Local executor: each pairing in its own worker process, up to ``jobs`` at a time, each
+with a timeout.
+
+Workers start from a fork server that has already imported torch and attnbench (on
+Linux), so a pairing pays for a fork, not for a fresh interpreter, while still running in
+a process that has run nothing before it. Elsewhere workers are spawned.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+import torch
+
+from attnbench.errors import DataError
+from attnbench.runner import worker
+from attnbench.runner.pairing import Pairing, base_fields
+from attnbench.specs import ResultRow
+
+
+class Display(Protocol):
+    """What the executor reports to whoever shows progress (the CLI uses rich)."""
+
+    def started(self, pairing: Pairing) -> None: ...
+
+    def progress(self, pairing: Pairing, done: int, total: int, description: str, info: dict[str, float]) -> None: ...
+
+    def finished(self, pairing: Pairing, row: ResultRow) -> None: ...
+
+
+@dataclass
+class _Running:
+    pairing: Pairing
+    process: Any
+    conn: Connection
+    started: float = field(default_factory=time.monotonic)
+
+
+def _context() -> mp.context.BaseContext:
+    if sys.platform == "linux":
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["attnbench.runner.worker", "attnbench.plugins"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Split this machine's cores evenly between concurrent workers."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+class LocalExecutor:
+    """Runs pairings in worker processes on this machine."""
+
+    def __init__(self, device: torch.device, *, jobs: int = 1, timeout: float | None = None) -> None:
+        self.device = device
+        self.jobs = max(1, jobs)
+        self.timeout = timeout
+        self._ctx = _context()
+
+    def run(self, pairings: list[Pairing], on_row: Callable[[ResultRow], None], display: Display) -> None:
+        """Run every pairing; ``on_row`` is called (in this process) the moment each finishes.
+
+        A data error in one worker stops the run: running workers are stopped, finished rows
+        are kept, and the :class:`DataError` is raised.
+        """
+        queue = list(pairings)
+        running: list[_Running] = []
+        try:
+            while queue or running:
+                while queue and len(running) < self.jobs:
+                    running.append(self._start(queue.pop(0)))
+                    display.started(running[-1].pairing)
+                ready = wait([r.conn for r in running], timeout=0.2)
+                for r in list(running):
+                    row = self._poll(r, r.conn in ready, display)
+                    if row is not None:
+                        running.remove(r)
+                        on_row(row)
+                        display.finished(r.pairing, row)
+        finally:
+            for r in running:
+                _stop(r)
+
+    def _start(self, pairing: Pairing) -> _Running:
+        parent, child = self._ctx.Pipe(duplex=False)
+        workdir = tempfile.mkdtemp(prefix=f"attnbench-{pairing.task}-{pairing.variant}-")
+        process = self._ctx.Process(
+            target=worker.main,
+            args=(child, pairing, str(self.device), threads_per_worker(self.jobs), workdir, os.getpid()),
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        return _Running(pairing=pairing, process=process, conn=parent)
+
+    def _poll(self, r: _Running, readable: bool, display: Display) -> ResultRow | None:
+        """Drain the worker's messages; return its row once it has one (or has died)."""
+        while readable and r.conn.poll():
+            try:
+                message = r.conn.recv()
+            except EOFError:  # the worker died without sending its row
+                r.process.join(timeout=5)
+                return self._row(r, "failed", f"worker process exited with code {r.process.exitcode} without "
+                                              "a result (killed for memory, or crashed in native code)")
+            kind = message[0]
+            if kind == "progress":
+                display.progress(r.pairing, *message[1:])
+            elif kind == "row":
+                r.process.join(timeout=5)
+                return message[1]
+            elif kind == "data_error":
+                raise DataError(message[1])
+            elif kind == "crash":
+                r.process.join(timeout=5)
+                return self._row(r, "failed", message[1])
+        elapsed = time.monotonic() - r.started
+        if self.timeout and elapsed > self.timeout:
+            _stop(r)
+            return self._row(r, "timeout", f"exceeded --timeout {self.timeout:g} s (stopped after {elapsed:.1f} s)")
+        return None
+
+    def _row(self, r: _Running, status: str, error: str) -> ResultRow:
+        return ResultRow(**base_fields(r.pairing, self.device), status=status, error=error,
+                         finished_at=time.time(), duration_s=round(time.monotonic() - r.started, 3))
+
+
+def _stop(r: _Running) -> None:
+    if r.process.is_alive():
+        r.process.kill()
+    r.process.join(timeout=5)
+    r.conn.close()

@@ -1,0 +1,173 @@
+"""One pairing — a task, a variant, a profile and a seed — executed in the current process.
+
+:func:`execute` is what a worker process runs, and what the conformance kit calls
+in-process. It never raises for the pairing's own failures: it returns a
+:class:`ResultRow` whose status says what happened (``ok``, ``unsupported``,
+``diverged``, ``failed`` with the traceback kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import random
+import tempfile
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnbench import __version__, plugins
+from attnbench.errors import DataError, UnknownNameError
+from attnbench.nn.attention import build_attention
+from attnbench.runner.device import describe, reset_peak_memory
+from attnbench.runner.meter import Meter
+from attnbench.specs import PROFILES, ResultRow, RunContext, Task
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pairing:
+    """What to run: names only, so it crosses process boundaries as plain data."""
+
+    task: str
+    variant: str
+    profile: str
+    seed: int
+    data_dir: str | None = None
+
+
+class Diverged(Exception):
+    """Raised from progress reporting when a task's loss becomes NaN or Inf."""
+
+
+class NullProgress:
+    """Progress that shows nothing but still guards against divergence."""
+
+    def start(self, total: int, description: str = "") -> None:
+        pass
+
+    def advance(self, steps: int = 1, **info: float) -> None:
+        check_finite(info)
+
+
+def check_finite(info: Mapping[str, float]) -> None:
+    """Raise :class:`Diverged` when a reported ``loss`` is NaN or Inf."""
+    loss = info.get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+        raise Diverged(f"training loss became {loss}")
+
+
+def profile_config(task: Task, profile: str) -> Mapping[str, Any]:
+    """The task's resolved configuration for ``profile``, or a clear error."""
+    if profile not in task.profiles:
+        known = ", ".join(task.profiles) or "none"
+        raise UnknownNameError(f"task {task.name!r} has no profile {profile!r} (it has: {known}; "
+                               f"the suite's profiles are {', '.join(PROFILES)})")
+    return task.profiles[profile]
+
+
+def config_hash(task: Task, profile: str, data_dir: str | None) -> str:
+    """A short hash of everything that defines the task's setup, so differing rows never merge."""
+    payload = {"task": task.name, "profile": profile, "config": profile_config(task, profile),
+               "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def environment(device: torch.device) -> str:
+    """The environment identity of a row: device, torch and Python versions."""
+    return f"{describe(device)} | torch {torch.__version__} | py {platform.python_version()}"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; CPU runs with one seed are then reproducible."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # numpy is optional for tasks that do not use it
+        pass
+
+
+def unsupported_reason(task: Task, variant_name: str, device: torch.device) -> str | None:
+    """Why this variant cannot serve this task on this device, or None."""
+    spec = plugins.get_attention(variant_name)
+    reason = spec.missing(task.requires)
+    if reason:
+        return f"{reason}, which task {task.name!r} requires"
+    if spec.available is not None:
+        why = spec.available(device)
+        if why:
+            return f"attention {spec.name!r} is not available on {device}: {why}"
+    return None
+
+
+def base_fields(pairing: Pairing, device: torch.device) -> dict[str, Any]:
+    """The identity and provenance fields of the pairing's row (everything but the outcome)."""
+    loaded = plugins.load()
+    task = loaded.tasks.get(pairing.task)
+    spec = loaded.attention.get(pairing.variant)
+    info = loaded.info_for("attention", spec.name)
+    return dict(
+        task=task.name, variant=spec.name, profile=pairing.profile, seed=pairing.seed,
+        environment=environment(device), config_hash=config_hash(task, pairing.profile, pairing.data_dir),
+        attnbench_version=__version__, plugin=info.source, distribution=info.distribution,
+        distribution_version=info.version, torch_version=torch.__version__, device=describe(device),
+    )
+
+
+def row_key(pairing: Pairing, device: torch.device) -> tuple:
+    """The store key the pairing's row will have (for --resume)."""
+    base = base_fields(pairing, device)
+    return tuple(base[k] for k in ("task", "variant", "profile", "seed", "environment", "config_hash"))
+
+
+def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
+            workdir: Path | None = None) -> ResultRow:
+    """Run one pairing here and return its row (status says how it went)."""
+    task = plugins.get_task(pairing.task)
+    spec = plugins.get_attention(pairing.variant)
+    base = base_fields(pairing, device)
+    start = time.perf_counter()
+
+    def row(status: str, **extra: Any) -> ResultRow:
+        return ResultRow(**base, status=status, finished_at=time.time(),
+                         duration_s=round(time.perf_counter() - start, 3), **extra)
+
+    reason = unsupported_reason(task, spec.name, device)
+    if reason:
+        return row("unsupported", error=reason)
+    seed_everything(pairing.seed)
+    reset_peak_memory(device)
+    meter = Meter(device)
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"attnbench-{task.name}-{spec.name}-"))
+    ctx = RunContext(
+        attention=spec, make_attention=lambda config: build_attention(spec, config), device=device,
+        seed=pairing.seed, profile=pairing.profile, config=profile_config(task, pairing.profile),
+        data_dir=Path(pairing.data_dir) if pairing.data_dir else None,
+        progress=progress or NullProgress(), workdir=workdir, meter=meter,
+    )
+    try:
+        metrics = {k: float(v) for k, v in dict(task.run(ctx)).items()}
+    except Diverged as exc:
+        return row("diverged", error=str(exc), efficiency=meter.figures())
+    except DataError:
+        raise  # bad input is the user's to fix, not a pairing result
+    except Exception:  # noqa: BLE001 — any failure of the pairing becomes a 'failed' row
+        return row("failed", error=traceback.format_exc())
+    if task.metric.name not in metrics:
+        return row("failed", metrics=metrics,
+                   error=f"task {task.name!r} returned no {task.metric.name!r} metric (got {sorted(metrics)})")
+    if not all(math.isfinite(v) for v in metrics.values()):
+        return row("diverged", metrics=metrics, error="a metric is NaN or Inf", efficiency=meter.figures())
+    return row("ok", metrics=metrics, efficiency=meter.figures())
+
+
+__all__ = ["Diverged", "Pairing", "base_fields", "config_hash", "environment", "execute", "row_key"]

@@ -1,0 +1,1 @@
+"""Plugins that break on purpose, each in a different way."""

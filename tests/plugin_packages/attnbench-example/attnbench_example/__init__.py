@@ -1,0 +1,1 @@
+"""An example third-party attnbench plugin (used by attnbench's own tests)."""
