@@ -1,0 +1,93 @@
+"""additive: Bahdanau (MLP) attention, scores vᵀ tanh(W q + U k) per head instead of a dot product.
+
+Bahdanau, Cho & Bengio, "Neural Machine Translation by Jointly Learning to Align and Translate",
+ICLR 2015.
+
+Each head has its own W, U: D → D_a and v: D_a (option ``additive_dim``, default D). The tanh
+acts on a (Lq, Lk, D_a) tensor per head, so scores are computed in query chunks sized to keep
+that tensor under ``additive_chunk_elements`` (default 2^24) elements; in training each chunk is
+recomputed in the backward pass (activation checkpointing) rather than kept, so memory stays
+O(Lq·Lk) plus one chunk instead of O(Lq·Lk·D_a).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import attnbench
+from attnbench.nn.masks import dense_mask
+
+
+def _additive_scores(wq: torch.Tensor, uk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """vᵀ tanh(wq_i + uk_j) for every pair: wq (B, H, c, Da), uk (B, H, Lk, Da), v (H, Da) → (B, H, c, Lk)."""
+    hidden = torch.tanh(wq.unsqueeze(-2) + uk.unsqueeze(-3))  # (B, H, c, Lk, Da)
+    return torch.einsum("bhqka,ha->bhqk", hidden, v)
+
+
+class AdditiveAttention(nn.Module):
+    """Softmax over learned MLP scores ``vᵀ tanh(W q + U k)``, with per-head W, U and v."""
+
+    def __init__(self, config: attnbench.AttentionConfig) -> None:
+        super().__init__()
+        heads, dim = config.num_heads, config.head_dim
+        hidden = int(config.option("additive_dim", dim))
+        self.chunk_elements = int(config.option("additive_chunk_elements", 2**24))
+        # Scaled so W q + U k has unit-order entries for unit-variance q, k, and vᵀ tanh(·) too.
+        self.w = nn.Parameter(torch.randn(heads, dim, hidden) / math.sqrt(dim))
+        self.u = nn.Parameter(torch.randn(heads, dim, hidden) / math.sqrt(dim))
+        self.v = nn.Parameter(torch.randn(heads, hidden) / math.sqrt(hidden))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The (B, H, Lq, Lk) logits, built a query chunk at a time."""
+        wq = torch.einsum("bhqd,hda->bhqa", q, self.w.to(q.dtype))
+        uk = torch.einsum("bhkd,hda->bhka", k, self.u.to(k.dtype))
+        v = self.v.to(q.dtype)
+        b, h, lq, hidden = wq.shape
+        chunk = max(1, self.chunk_elements // max(1, b * h * k.shape[-2] * hidden))
+        if chunk >= lq:
+            return _additive_scores(wq, uk, v)
+        recompute = torch.is_grad_enabled() and (wq.requires_grad or uk.requires_grad or v.requires_grad)
+        parts = []
+        for start in range(0, lq, chunk):
+            part = wq[:, :, start : start + chunk]
+            if recompute:
+                parts.append(checkpoint(_additive_scores, part, uk, v, use_reentrant=False))
+            else:
+                parts.append(_additive_scores(part, uk, v))
+        return torch.cat(parts, dim=-2)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        scores = self.scores(q, k)
+        mask = dense_mask(attn_mask, is_causal, q.shape[-2], k.shape[-2], q.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        out = self.dropout(weights) @ v
+        return (out, weights) if need_weights else out
+
+
+@attnbench.hookimpl
+def register_attention(register):
+    register(attnbench.AttentionSpec(
+        name="additive",
+        build=AdditiveAttention,
+        summary="Bahdanau attention: per-head MLP scores vᵀ tanh(W q + U k), then softmax",
+        complexity="O(L^2)",
+        exact=False,
+        arbitrary_mask=True,
+        weights=True,
+        citation="Bahdanau et al. 2015, Neural Machine Translation by Jointly Learning to Align and Translate",
+    ))
