@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.specs import AttentionSpec
+from attnbench.specs import AttentionSpec, Task
 from attnbench.testing import attention as _attention
+from attnbench.testing import tasks as _tasks
 from attnbench.testing.attention import ATTENTION_CHECKS, NotApplicable
 
 
@@ -62,4 +63,17 @@ class AttentionConformance:
         _run(_attention.check_compiles, attention_spec)
 
 
-__all__ = ["ATTENTION_CHECKS", "AttentionConformance", "NotApplicable"]
+class TaskConformance:
+    """Contract tests for tasks, parametrized over ``attnbench_task``."""
+
+    def test_fields(self, attnbench_task: Task) -> None:
+        _tasks.check_fields(attnbench_task)
+
+    def test_smoke_run_is_deterministic(self, attnbench_task: Task) -> None:
+        _tasks.check_smoke_run_is_deterministic(attnbench_task)
+
+    def test_empty_data_dir_is_a_data_error(self, attnbench_task: Task) -> None:
+        _tasks.check_empty_data_dir_is_a_data_error(attnbench_task)
+
+
+__all__ = ["ATTENTION_CHECKS", "AttentionConformance", "NotApplicable", "TaskConformance"]

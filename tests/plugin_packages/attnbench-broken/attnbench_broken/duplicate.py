@@ -1,7 +1,8 @@
 """Registers a name the built-in plugins already own."""
 
-import attnbench
 from torch import nn
+
+import attnbench
 
 
 @attnbench.hookimpl

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 import attnbench
+from attnbench.errors import DataError
 from attnbench.nn import Encoder
 from attnbench.nn.masks import dense_mask
 
@@ -29,6 +32,17 @@ class CosineAttention(nn.Module):
         return (out, weights) if need_weights else out
 
 
+def _load_bits(data_dir: Path) -> torch.Tensor:
+    """Read ``bits.txt``: one string of 0/1 per line, all of one odd length."""
+    path = data_dir / "bits.txt"
+    if not path.is_file():
+        raise DataError(f"{path} is missing; expected bits.txt with one 0/1 string per line")
+    lines = path.read_text().split()
+    if not lines or any(set(line) - {"0", "1"} or len(line) != len(lines[0]) for line in lines):
+        raise DataError(f"{path}: expected lines of 0/1 characters, all of one length")
+    return torch.tensor([[int(c) for c in line] for line in lines])
+
+
 class MajorityBits:
     """Is there a majority of ones in a random bit string? (seeded, generated)"""
 
@@ -44,8 +58,8 @@ class MajorityBits:
 
     def run(self, ctx: attnbench.RunContext) -> dict[str, float]:
         cfg = ctx.config
-        g = torch.Generator().manual_seed(1234)
-        bits = torch.randint(0, 2, (cfg["examples"], cfg["length"] | 1), generator=g)
+        bits = _load_bits(ctx.data_dir) if ctx.data_dir else torch.randint(
+            0, 2, (cfg["examples"], cfg["length"] | 1), generator=torch.Generator().manual_seed(1234))
         labels = (bits.sum(1) * 2 > bits.shape[1]).long()
         embed = nn.Embedding(2, cfg["dim"])
         encoder = Encoder(1, cfg["dim"], 2, ctx.attention, max_len=bits.shape[1])
@@ -59,7 +73,7 @@ class MajorityBits:
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         ctx.progress.start(cfg["steps"], "train")
         with ctx.meter.train():
-            for step in range(cfg["steps"]):
+            for _step in range(cfg["steps"]):
                 idx = torch.randint(0, len(bits), (cfg["batch"],))
                 loss = nn.functional.cross_entropy(forward(bits[idx].to(ctx.device)), labels[idx].to(ctx.device))
                 opt.zero_grad()

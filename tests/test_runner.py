@@ -1,0 +1,130 @@
+"""The runner through its public API: statuses, determinism, timeouts, kill -9 and --resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+from torch import nn
+
+import attnbench
+from attnbench import plugins
+from attnbench.errors import AttentionShapeError
+from attnbench.nn import build_attention
+from attnbench.runner import Pairing, execute
+
+CPU = torch.device("cpu")
+
+
+class _Scripted:
+    """A task whose run() does what the test says, registered into the loaded registry."""
+
+    domain, description = "test", "scripted behaviour for runner tests"
+    metric = attnbench.Metric(name="score", lower=0, upper=1)
+    profiles = {"smoke": {"n": 1}}
+
+    def __init__(self, name: str, behaviour, requires=frozenset()) -> None:
+        self.name, self.behaviour, self.requires = name, behaviour, requires
+
+    def run(self, ctx):
+        return self.behaviour(ctx)
+
+
+def _register(task) -> None:
+    loaded = plugins.load()
+    if task.name not in loaded.tasks:
+        loaded.tasks.add(task.name, task, source="tests:runner")
+
+
+def _diverge(ctx):
+    ctx.progress.start(3)
+    ctx.progress.advance(1, loss=1.0)
+    ctx.progress.advance(1, loss=float("nan"))
+    return {"score": 1.0}
+
+
+def _explode(ctx):
+    raise RuntimeError("kaboom in the task")
+
+
+@pytest.mark.parametrize(("name", "behaviour", "requires", "status", "message"), [
+    ("t-diverge", _diverge, frozenset(), "diverged", "loss became nan"),
+    ("t-explode", _explode, frozenset(), "failed", "RuntimeError: kaboom in the task"),
+    ("t-weights", lambda ctx: {"score": 1.0}, frozenset({"weights"}), "unsupported", "does not support weights"),
+    ("t-nometric", lambda ctx: {"other": 1.0}, frozenset(), "failed", "returned no 'score' metric"),
+])
+def test_pairing_outcomes_become_statuses(name, behaviour, requires, status, message):
+    _register(_Scripted(name, behaviour, requires))
+    row = execute(Pairing(task=name, variant="sdpa", profile="smoke", seed=0), CPU)
+    assert row.status == status
+    assert message in row.error
+    assert row.torch_version == torch.__version__ and row.distribution == "attnbench"
+
+
+def test_one_seed_gives_identical_metrics_twice():
+    pairing = Pairing(task="listops", variant="softmax", profile="smoke", seed=3)
+    first, second = execute(pairing, CPU), execute(pairing, CPU)
+    assert first.status == "ok", first.error
+    assert first.metrics == second.metrics
+    assert first.key == second.key
+    for figure in ("params", "flops_per_example", "train_s", "infer_ms_per_batch", "peak_rss_mb"):
+        assert first.efficiency[figure] > 0, figure
+
+
+def test_a_variant_returning_the_wrong_shape_is_named():
+    class Wrong(nn.Module):
+        def forward(self, q, k, v, attn_mask=None, is_causal=False, need_weights=False):
+            return q[..., :1]
+
+    spec = attnbench.AttentionSpec(name="wrong", build=lambda c: Wrong(), summary="s", complexity="O(1)")
+    module = build_attention(spec, attnbench.AttentionConfig(num_heads=2, head_dim=8))
+    q = torch.randn(1, 2, 5, 8)
+    with pytest.raises(AttentionShapeError, match=r"'wrong' returned output of shape \(1, 2, 5, 1\).*expected \(1, 2, 5, 8\)"):
+        module(q, q, q)
+
+
+def test_timeout_is_recorded_and_the_run_goes_on(tmp_path: Path):
+    store = tmp_path / "r.sqlite"
+    result = run_cli("run", "--tasks", "listops", "--variants", "softmax", "--profile", "smoke",
+                     "--timeout", "0.5", "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    rows = sqlite3.connect(store).execute("SELECT status, error FROM results").fetchall()
+    assert rows == [("timeout", rows[0][1])] and "exceeded --timeout 0.5 s" in rows[0][1]
+
+
+def _rows(store: Path) -> list[tuple]:
+    if not store.exists():
+        return []
+    try:
+        return sqlite3.connect(store).execute("SELECT variant, status, finished_at FROM results").fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Path):
+    store = tmp_path / "r.sqlite"
+    args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
+            "--profile", "smoke", "--store", str(store)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.monotonic() + 180
+    while not _rows(store) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _rows(store)
+    assert len(before) == 1, "the first pairing should have finished and the second not"
+    resumed = run_cli("run", "--tasks", "listops", "--variants", "softmax,sdpa", "--profile", "smoke",
+                      "--store", str(store), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resume: 1 of 2 pairings already" in resumed.stdout
+    after = _rows(store)
+    assert len(after) == 2 and all(status == "ok" for _, status, _ in after)
+    assert before[0] in after  # the finished row was kept, not re-run
