@@ -1,9 +1,10 @@
 """Local executor: each pairing in its own worker process, up to ``jobs`` at a time, each
 with a timeout.
 
-Workers start from a fork server that has already imported torch and attnbench (on
-Linux), so a pairing pays for a fork, not for a fresh interpreter, while still running in
-a process that has run nothing before it. Elsewhere workers are spawned.
+On CPU (Linux, macOS) workers are forked from the parent, which has imported torch and
+loaded the plugins but run no tensor work, so a pairing pays for a fork rather than a
+fresh interpreter and still starts from a process that has trained nothing. Accelerators
+do not survive a fork, so on CUDA and MPS workers are spawned.
 """
 
 from __future__ import annotations
@@ -44,11 +45,9 @@ class _Running:
     started: float = field(default_factory=time.monotonic)
 
 
-def _context() -> mp.context.BaseContext:
-    if sys.platform == "linux":
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["attnbench.runner.worker", "attnbench.plugins"])
-        return ctx
+def _context(device: torch.device) -> mp.context.BaseContext:
+    if device.type == "cpu" and sys.platform == "linux":
+        return mp.get_context("fork")
     return mp.get_context("spawn")
 
 
@@ -64,7 +63,7 @@ class LocalExecutor:
         self.device = device
         self.jobs = max(1, jobs)
         self.timeout = timeout
-        self._ctx = _context()
+        self._ctx = _context(device)
 
     def run(self, pairings: list[Pairing], on_row: Callable[[ResultRow], None], display: Display) -> None:
         """Run every pairing; ``on_row`` is called (in this process) the moment each finishes.
