@@ -1,0 +1,126 @@
+"""Each measurement in a fresh process, with a timeout, so no failure stops the sweep.
+
+The worker is started with the ``spawn`` method: it imports torch anew, owns its
+allocator and device context, and takes nothing over from earlier measurements. It
+sends each phase's figures to the parent as soon as they exist, so a measurement
+that runs out of time in its backward pass still reports its forward figures.
+Failures become a status: ``oom`` (an allocator error, or the process killed by
+SIGKILL, which is what the kernel's OOM killer sends), ``timeout`` (killed after
+``timeout`` seconds, process start-up included) or ``error`` (any other exception,
+with its message).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from attnbench.bench.measure import Job, run_job
+
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemory")
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """What came back from one worker: a status, its message and the figures it sent."""
+
+    status: str  # ok | oom | timeout | error
+    error: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def _worker_main(job: Job, conn: Connection) -> None:
+    """The worker process: measure ``job``, sending ``("figures", {...})`` then a final message."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's CUDA probe is noise on CPU-only hosts
+    try:
+        run_job(job, lambda figures: conn.send(("figures", figures)))
+    except BaseException as exc:  # noqa: BLE001 — everything goes back to the parent as a status
+        conn.send(("failed", _classify(exc)))
+    else:
+        conn.send(("done", {}))
+    finally:
+        conn.close()
+
+
+def _classify(exc: BaseException) -> dict[str, str]:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    is_oom = type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError) or any(
+        marker in text.lower() for marker in _OOM_MARKERS)
+    return {"status": "oom" if is_oom else "error", "error": first[:400]}
+
+
+def run_isolated(job: Job, timeout: float) -> Outcome:
+    """Run ``job`` in a fresh spawned process; kill it after ``timeout`` seconds."""
+    context = mp.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_worker_main, args=(job, sender), daemon=True,
+                              name=f"attnbench-bench-{job.variant}-{job.length}")
+    start = time.perf_counter()
+    process.start()
+    sender.close()
+    outcome = Outcome(status="")
+    phase = "start-up"
+    try:
+        while not outcome.status:
+            left = timeout - (time.perf_counter() - start)
+            if left <= 0:
+                outcome.status, outcome.error = "timeout", f"timed out after {timeout:g} s (during {phase})"
+                break
+            if not receiver.poll(min(left, 0.2)):
+                if not process.is_alive() and not receiver.poll(0):
+                    outcome.status, outcome.error = _died(process.exitcode)
+                continue
+            try:
+                kind, payload = receiver.recv()
+            except EOFError:
+                process.join(5)
+                outcome.status, outcome.error = _died(process.exitcode)
+                continue
+            if kind == "figures":
+                outcome.figures.update(payload)
+                phase = _next_phase(outcome.figures, job)
+            elif kind == "failed":
+                outcome.status, outcome.error = payload["status"], f"{payload['error']} (during {phase})"
+            else:
+                outcome.status = "ok"
+    finally:
+        outcome.wall_s = time.perf_counter() - start
+        receiver.close()
+        _stop(process, grace=2.0 if outcome.status in ("ok", "error", "oom") else 0.0)
+    return outcome
+
+
+def _next_phase(figures: dict[str, Any], job: Job) -> str:
+    """The phase the worker is in, given the figures it has sent so far."""
+    for key, phase in (("fwd_ms", "fwd timing"), ("peak_fwd_mb", "fwd memory"), ("gflops_fwd", "fwd FLOPs"),
+                       ("fwdbwd_ms", "fwd+bwd timing"), ("peak_fwdbwd_mb", "fwd+bwd memory")):
+        if key not in figures:
+            return phase
+    return "shutdown"
+
+
+def _died(exitcode: int | None) -> tuple[str, str]:
+    if exitcode is not None and exitcode == -signal.SIGKILL:
+        return "oom", "worker killed by SIGKILL (most likely the kernel's OOM killer)"
+    if exitcode is not None and exitcode < 0:
+        return "error", f"worker killed by signal {signal.Signals(-exitcode).name}"
+    return "error", f"worker exited with status {exitcode} without reporting a result"
+
+
+def _stop(process: mp.process.BaseProcess, grace: float) -> None:
+    """End ``process`` (this worker only): let it exit for ``grace`` seconds, then ask, then insist."""
+    process.join(grace)
+    if process.is_alive():
+        process.terminate()
+        process.join(5)
+    if process.is_alive():
+        process.kill()
+        process.join(5)
