@@ -1,0 +1,159 @@
+"""The ListOps task: its profiles and ``run(ctx)``, which trains and tests one classifier."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attnbench.specs import Metric, RunContext
+
+from . import data
+from .model import ListOpsClassifier
+
+#: LRA's generator settings: trees up to depth 10, operators with 2-10 arguments.
+_LRA_TREES = {"max_depth": 10, "max_args": 10}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        **_LRA_TREES, "data_seed": 1, "min_length": 8, "max_length": 64,
+        "n_train": 256, "n_val": 64, "n_test": 64,
+        "dim": 32, "depth": 1, "heads": 2, "ff_dim": 64, "dropout": 0.0,
+        "steps": 20, "batch_size": 32, "eval_batch_size": 64,
+        "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 4, "clip_norm": 1.0,
+    },
+    "quick": {
+        **_LRA_TREES, "data_seed": 1, "min_length": 32, "max_length": 128,
+        "n_train": 4000, "n_val": 500, "n_test": 1000,
+        "dim": 64, "depth": 2, "heads": 4, "ff_dim": 128, "dropout": 0.0,
+        "steps": 300, "batch_size": 32, "eval_batch_size": 250,
+        "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 30, "clip_norm": 1.0,
+    },
+    "standard": {
+        **_LRA_TREES, "data_seed": 1, "min_length": 100, "max_length": 512,
+        "n_train": 40000, "n_val": 2000, "n_test": 2000,
+        "dim": 128, "depth": 4, "heads": 4, "ff_dim": 512, "dropout": 0.1,
+        "steps": 10000, "batch_size": 32, "eval_batch_size": 200,
+        "lr": 5e-4, "weight_decay": 0.05, "warmup_steps": 500, "clip_norm": 1.0,
+    },
+    # LRA's ListOps: lengths 500-2000, 96k/2k/2k examples, its base Transformer's sizes.
+    "full": {
+        **_LRA_TREES, "data_seed": 1, "min_length": 500, "max_length": 2000,
+        "n_train": 96000, "n_val": 2000, "n_test": 2000,
+        "dim": 512, "depth": 6, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
+        "steps": 5000, "batch_size": 32, "eval_batch_size": 100,
+        "lr": 5e-4, "weight_decay": 0.1, "warmup_steps": 1000, "clip_norm": 1.0,
+    },
+}
+
+DESCRIPTION = (
+    "LRA ListOps (Tay et al. 2021; Nangia & Bowman 2018): the value 0-9 of a nested "
+    "MIN/MAX/MED/SM expression, a 10-way classification over long sequences. The default "
+    "data is drawn with LRA's ListOps generator (depth <= 10, 2-10 arguments per operator) "
+    "reimplemented and seeded: lengths 8-64 (smoke), 32-128 (quick), 100-512 (standard) and "
+    "LRA's 500-2000 (full), counted in operator, digit and ']' tokens. --data-dir reads LRA's "
+    "basic_{train,val,test}.tsv."
+)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches over ``n`` examples, reshuffled every epoch, forever."""
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+
+
+def _schedule(warmup: int, total: int) -> Any:
+    """Linear warm-up to the peak rate, then cosine decay to zero at ``total`` steps."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, split: data.Split, batch_size: int, device: torch.device) -> float:
+    """Fraction of ``split`` classified correctly, in eval mode."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(split)))
+        tokens, mask, labels = split.batch(index, device)
+        correct += int((model(tokens, mask).argmax(-1) == labels).sum())
+    return correct / len(split)
+
+
+class ListOpsTask:
+    """LRA ListOps: classify the value of a long nested list expression (see :data:`DESCRIPTION`)."""
+
+    name = "listops"
+    domain = "long-range"
+    description = DESCRIPTION
+    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0)
+    requires = frozenset({"padding_mask"})
+    profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+
+    def run(self, ctx: RunContext) -> dict[str, float]:
+        """Train on the train split, report test accuracy (primary), validation accuracy,
+        the test set's majority-class share, and the mean loss of the last 10 steps."""
+        cfg = ctx.config
+        _seed_everything(ctx.seed)
+        max_length = int(cfg["max_length"])
+        splits = data.load_dir(ctx.data_dir, max_length) if ctx.data_dir is not None else data.generated(cfg)
+        model = ListOpsClassifier(
+            ctx.attention, vocab_size=len(data.VOCAB), num_classes=data.NUM_CLASSES, max_len=max_length,
+            dim=int(cfg["dim"]), depth=int(cfg["depth"]), heads=int(cfg["heads"]),
+            ff_dim=int(cfg["ff_dim"]), dropout=float(cfg["dropout"]),
+        ).to(ctx.device)
+        steps = int(cfg["steps"])
+        batch_size = min(int(cfg["batch_size"]), len(splits.train))
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98)
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(int(cfg["warmup_steps"]), steps))
+        batches = _batches(len(splits.train), batch_size, torch.Generator().manual_seed(ctx.seed))
+        losses: list[float] = []
+
+        ctx.progress.start(steps, "train")
+        model.train()
+        with ctx.meter.train():
+            for _ in range(steps):
+                tokens, mask, labels = splits.train.batch(next(batches), ctx.device)
+                loss = F.cross_entropy(model(tokens, mask), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["clip_norm"]))
+                optimizer.step()
+                scheduler.step()
+                ctx.meter.count(batch_size)
+                losses.append(loss.item())
+                ctx.progress.advance(1, loss=losses[-1])
+
+        eval_size = int(cfg["eval_batch_size"])
+        metrics = {
+            "accuracy": accuracy(model, splits.test, eval_size, ctx.device),
+            "val_accuracy": accuracy(model, splits.val, eval_size, ctx.device),
+            "majority_baseline": splits.test.majority_fraction(),
+            "final_loss": sum(losses[-10:]) / max(len(losses[-10:]), 1),
+        }
+        tokens, mask, _ = splits.test.batch(torch.arange(min(eval_size, len(splits.test))), ctx.device)
+        ctx.meter.model(model, tokens, mask)
+        return metrics
+
+
+TASK = ListOpsTask()
