@@ -188,3 +188,11 @@ def test_bench_cli_records_timeouts_and_goes_on(tmp_path: Path):
     assert [(m["variant"], m["status"]) for m in measurements] == [(BASELINE, "timeout"), ("softmax", "timeout")]
     assert all("timed out after 0.2 s" in m["error"] for m in measurements)
     assert "timeout" in done.stdout
+
+
+def test_a_length_that_does_not_fit_is_recorded_as_oom():
+    job = Job(variant="softmax", length=8192, batch=1, heads=4, head_dim=8, causal=False, dtype="float32",
+              device="cpu", repeats=1, warmup=0, backward=False, memory_limit="256")  # scores alone: 1 GiB
+    outcome = run_isolated(job, timeout=60)
+    assert outcome.status == "oom", outcome
+    assert "during fwd" in outcome.error

@@ -2,8 +2,9 @@
 
 Every variant is measured the same way, by the harness:
 
-* **time** – ``warmup`` untimed calls, then ``repeats`` timed ones between device
-  synchronisations; the median is reported (all repeats are kept).
+* **time** – ``warmup`` untimed calls, then up to ``repeats`` timed ones between
+  device synchronisations, fewer once the timed calls took ``budget`` seconds (at
+  least one); the median is reported and every timed call is kept.
 * **peak memory** – memory allocated during one pass above what was live before it
   (q, k, v, the upstream gradient and the module's parameters are not counted). On CUDA
   the caching allocator's peak (``torch.cuda.max_memory_allocated`` after a reset); on
@@ -49,6 +50,8 @@ class Job:
     repeats: int
     warmup: int
     backward: bool
+    budget: float = float("inf")
+    memory_limit: str = "none"  # "auto", "none" or MiB: a cap on the worker's host memory (CPU)
     options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
 
@@ -63,18 +66,15 @@ def memory_method(device: torch.device) -> str:
     return f"{device.type}: not measured (no peak-memory counter for this device)"
 
 
-def time_call(fn: Callable[[], object], device: torch.device, *, warmup: int, repeats: int,
+def time_call(fn: Callable[[], object], device: torch.device, *, repeats: int, budget: float = float("inf"),
               before: Callable[[], None] | None = None) -> list[float]:
-    """Seconds per call of ``fn`` for ``repeats`` calls after ``warmup`` untimed ones.
+    """Seconds per call of ``fn``: up to ``repeats`` timed calls, fewer once ``budget`` seconds were spent.
 
-    ``before`` runs ahead of every call, outside the timed span (e.g. dropping gradients).
+    At least one call is timed. ``before`` runs ahead of every call, outside the timed
+    span (e.g. dropping gradients). Warm-up is the caller's (see :func:`warm_up`).
     """
-    for _ in range(warmup):
-        if before:
-            before()
-        fn()
-    times = []
-    for _ in range(max(1, repeats)):
+    times: list[float] = []
+    while len(times) < max(1, repeats) and (not times or sum(times) < budget):
         if before:
             before()
         synchronize(device)
@@ -85,29 +85,53 @@ def time_call(fn: Callable[[], object], device: torch.device, *, warmup: int, re
     return times
 
 
-def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | None:
-    """MiB allocated at the peak of one call of ``fn``, above what was live before it."""
+def warm_up(fn: Callable[[], object], calls: int, before: Callable[[], None] | None = None) -> None:
+    """Run ``fn`` ``calls`` times untimed: lazy initialisation, allocator caches, kernel selection."""
+    for _ in range(calls):
+        if before:
+            before()
+        fn()
+
+
+def peak_memory_and_flops(fn: Callable[[], object], device: torch.device) -> tuple[float | None, float]:
+    """One call of ``fn``: MiB allocated at its peak above what was live before it, and its FLOPs.
+
+    FlopCounterMode only inspects shapes as ops pass, so it allocates nothing and the
+    two figures can share one call.
+    """
+    _register_missing_formulas()
+    counter = FlopCounterMode(display=False)
     if device.type == "cuda":
         synchronize(device)
         reset_peak_memory(device)
         before = torch.cuda.memory_allocated(device)
-        fn()
+        with counter:
+            fn()
         synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / MB
-    if device.type == "cpu":
-        return _cpu_profiler_peak(fn) / MB
-    return None
+        peak: float | None = (torch.cuda.max_memory_allocated(device) - before) / MB
+    elif device.type == "cpu":
+        peak = _cpu_profiler_peak(lambda: _counted(counter, fn)) / MB
+    else:
+        with counter:
+            fn()
+        peak = None
+    return peak, float(counter.get_total_flops())
+
+
+def _counted(counter: FlopCounterMode, fn: Callable[[], object]) -> None:
+    with counter:
+        fn()
 
 
 def _cpu_profiler_peak(fn: Callable[[], object]) -> int:
     """Bytes at the peak of the running sum of the profiler's CPU allocation events."""
     from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
+    from torch.autograd.profiler import profile  # torch.profiler.profile wraps it and imports inductor (~1 s)
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with profile(use_cpu=True, profile_memory=True, use_kineto=True) as prof:
         fn()
-    # The raw event stream: FunctionEvent lists attribute allocations to ops and lose order.
-    events = [e for e in prof.profiler.kineto_results.events()
+    # The raw event stream: FunctionEvent lists attribute allocations to ops and lose their order.
+    events = [e for e in prof.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() in (DeviceType.CPU, DeviceType.MKLDNN)]
     events.sort(key=lambda e: e.start_ns())
     running = peak = 0
@@ -115,15 +139,6 @@ def _cpu_profiler_peak(fn: Callable[[], object]) -> int:
         running += event.nbytes()
         peak = max(peak, running)
     return peak
-
-
-def count_flops(fn: Callable[[], object]) -> float:
-    """FLOPs of one call of ``fn`` as counted by ``FlopCounterMode``."""
-    _register_missing_formulas()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 def _register_missing_formulas() -> None:
@@ -149,9 +164,11 @@ def _register_missing_formulas() -> None:
 def run_job(job: Job, emit: Callable[[dict[str, Any]], None]) -> None:
     """Measure ``job``; ``emit`` receives the figures of each phase as soon as it is done.
 
-    The forward phase emits ``fwd_ms``, ``fwd_ms_all``, ``peak_fwd_mb`` and
-    ``gflops_fwd``; the backward phase (when ``job.backward``) ``fwdbwd_ms``,
-    ``fwdbwd_ms_all`` and ``peak_fwdbwd_mb``. Exceptions propagate to the worker.
+    Per pass (forward under ``no_grad``; forward+backward in training mode when
+    ``job.backward``): warm-up calls, one call measuring peak memory (and, forward
+    only, FLOPs), then the timed calls. Emits ``peak_fwd_mb``, ``gflops_fwd``,
+    ``fwd_ms``, ``fwd_ms_all``, then ``peak_fwdbwd_mb``, ``fwdbwd_ms``,
+    ``fwdbwd_ms_all``. Exceptions propagate to the worker.
     """
     from attnbench import plugins
     from attnbench.nn.attention import build_attention
@@ -175,10 +192,11 @@ def run_job(job: Job, emit: Callable[[dict[str, Any]], None]) -> None:
         with torch.no_grad():
             module(q, k, v, is_causal=job.causal)
 
-    times = time_call(forward, device, warmup=job.warmup, repeats=job.repeats)
+    warm_up(forward, job.warmup)
+    peak, flops = peak_memory_and_flops(forward, device)
+    emit({"peak_fwd_mb": peak, "gflops_fwd": flops / 1e9})
+    times = time_call(forward, device, repeats=job.repeats, budget=job.budget)
     emit({"fwd_ms": statistics.median(times) * 1000, "fwd_ms_all": [t * 1000 for t in times]})
-    emit({"peak_fwd_mb": peak_memory_mb(forward, device)})
-    emit({"gflops_fwd": count_flops(forward) / 1e9})
     if not job.backward:
         return
 
@@ -195,7 +213,8 @@ def run_job(job: Job, emit: Callable[[dict[str, Any]], None]) -> None:
             t.grad = None
         module.zero_grad(set_to_none=True)
 
-    times = time_call(forward_backward, device, warmup=job.warmup, repeats=job.repeats, before=drop_grads)
-    emit({"fwdbwd_ms": statistics.median(times) * 1000, "fwdbwd_ms_all": [t * 1000 for t in times]})
+    warm_up(forward_backward, job.warmup, before=drop_grads)
     drop_grads()
-    emit({"peak_fwdbwd_mb": peak_memory_mb(forward_backward, device)})
+    emit({"peak_fwdbwd_mb": peak_memory_and_flops(forward_backward, device)[0]})
+    times = time_call(forward_backward, device, repeats=job.repeats, budget=job.budget, before=drop_grads)
+    emit({"fwdbwd_ms": statistics.median(times) * 1000, "fwdbwd_ms_all": [t * 1000 for t in times]})

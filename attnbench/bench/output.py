@@ -56,6 +56,10 @@ def write_csv(result: SweepResult, path: Path) -> Path:
     return path
 
 
+def _loads(values: list[float] | None) -> str:
+    return "/".join(f"{v:.2f}" for v in values) if values else "unknown"
+
+
 def write_markdown(result: SweepResult, path: Path, command: str, images: Sequence[Path] = ()) -> Path:
     """Both tables as markdown, headed by the command that produced them and its environment."""
     meta = result.meta
@@ -72,9 +76,11 @@ def write_markdown(result: SweepResult, path: Path, command: str, images: Sequen
         f"- shape: B={shape['batch']}, H={shape['heads']}, D={shape['head_dim']}, {shape['dtype']}, "
         f"{'causal' if shape['causal'] else 'not causal'}; lengths {', '.join(map(str, meta['lengths']))}",
         f"- time: {meta['timing']}",
-        f"- peak memory: {meta['memory_method']}",
+        f"- peak memory: {meta['memory_method']}; worker memory cap: {meta['memory_limit']}",
         f"- FLOPs: {meta['flops_method']}",
         f"- isolation: {meta['isolation']}; sweep wall time {meta.get('wall_s', '?')} s",
+        f"- host load average (1/5/15 min) at start {_loads(meta.get('load_average_start'))}, "
+        f"at end {_loads(meta.get('load_average_end'))}: other work on the host slows and scatters the times",
     ]
     if meta.get("interrupted"):
         lines.append("- **interrupted**: the sweep did not finish; missing cells were not measured")

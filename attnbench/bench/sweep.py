@@ -9,6 +9,7 @@ at longer ones (recorded as ``skipped``) unless ``keep_going`` is set.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +62,8 @@ class SweepPlan:
     repeats: int = 5
     warmup: int = 1
     timeout: float = 180.0
+    budget: float = float("inf")
+    memory_limit: str = "auto"
     backward: bool = True
     keep_going: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -69,8 +72,8 @@ class SweepPlan:
         """The measurement of ``spec`` at ``length``."""
         return Job(variant=spec.name, length=length, batch=self.batch, heads=self.heads,
                    head_dim=self.head_dim, causal=self.causal, dtype=self.dtype, device=str(self.device),
-                   repeats=self.repeats, warmup=self.warmup, backward=self.backward,
-                   options=dict(self.options))
+                   repeats=self.repeats, warmup=self.warmup, backward=self.backward, budget=self.budget,
+                   memory_limit=self.memory_limit, options=dict(self.options))
 
 
 @dataclass(kw_only=True)
@@ -193,6 +196,7 @@ def run_sweep(
     except KeyboardInterrupt:
         result.meta["interrupted"] = True
     result.meta["wall_s"] = round(time.perf_counter() - started, 1)
+    result.meta["load_average_end"] = _load_average()
     result.meta["threads"] = next((m.threads for m in result.measurements if m.threads), None)
     add_ratios(result.measurements)
     result.summaries = summarize(result, fit_range)
@@ -240,8 +244,12 @@ def environment(plan: SweepPlan) -> dict[str, Any]:
         "device": describe(plan.device),
         "memory_method": memory_method(plan.device),
         "flops_method": "torch.utils.flop_counter.FlopCounterMode, one forward pass",
-        "timing": f"median of {plan.repeats} repeats after {plan.warmup} warm-up call(s), "
-                  "between device synchronisations",
+        "timing": f"median of up to {plan.repeats} timed call(s) after {plan.warmup} warm-up call(s), "
+                  "between device synchronisations"
+                  + (f"; fewer once the timed calls took {plan.budget:g} s" if plan.budget != float("inf") else ""),
+        "memory_limit": (f"worker heap capped (RLIMIT_DATA) at {plan.memory_limit}"
+                         + (" = 90% of available memory at worker start" if plan.memory_limit == "auto" else " MiB")
+                         if plan.device.type == "cpu" and plan.memory_limit != "none" else "none"),
         "isolation": f"one fresh spawned process per measurement, timeout {plan.timeout:g} s (start-up included)",
         "shape": {"batch": plan.batch, "heads": plan.heads, "head_dim": plan.head_dim, "dtype": plan.dtype,
                   "causal": plan.causal},
@@ -249,7 +257,16 @@ def environment(plan: SweepPlan) -> dict[str, Any]:
         "backward": plan.backward,
         "options": dict(plan.options),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average_start": _load_average(),
     }
+
+
+def _load_average() -> list[float] | None:
+    """The host's 1/5/15-minute load averages: other work on the machine skews timings."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def measurement_dict(m: Measurement) -> dict[str, Any]:

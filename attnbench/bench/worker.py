@@ -5,7 +5,8 @@ allocator and device context, and takes nothing over from earlier measurements. 
 sends each phase's figures to the parent as soon as they exist, so a measurement
 that runs out of time in its backward pass still reports its forward figures.
 Failures become a status: ``oom`` (an allocator error, or the process killed by
-SIGKILL, which is what the kernel's OOM killer sends), ``timeout`` (killed after
+SIGKILL, which is what the kernel's OOM killer sends; on CPU the worker caps its
+own heap at the memory available, so it fails cleanly before the OOM killer acts), ``timeout`` (killed after
 ``timeout`` seconds, process start-up included) or ``error`` (any other exception,
 with its message).
 """
@@ -40,6 +41,8 @@ def _worker_main(job: Job, conn: Connection) -> None:
     """The worker process: measure ``job``, sending ``("figures", {...})`` then a final message."""
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's CUDA probe is noise on CPU-only hosts
     try:
+        if job.device.startswith("cpu"):
+            limit_host_memory(job.memory_limit)
         run_job(job, lambda figures: conn.send(("figures", figures)))
     except BaseException as exc:  # noqa: BLE001 — everything goes back to the parent as a status
         conn.send(("failed", _classify(exc)))
@@ -47,6 +50,37 @@ def _worker_main(job: Job, conn: Connection) -> None:
         conn.send(("done", {}))
     finally:
         conn.close()
+
+
+def limit_host_memory(limit: str) -> int | None:
+    """Cap this process's heap growth so an L that does not fit fails as ``oom`` in this process.
+
+    Without a cap the kernel's OOM killer picks a victim, which may be another program.
+    ``limit`` is ``"none"``, ``"auto"`` (90 % of the memory available now) or MiB. The cap
+    is ``RLIMIT_DATA`` (private writable memory, where tensors live) above what the
+    process holds already. Returns the cap in bytes, or None where none was set
+    (``"none"``, or no ``/proc`` to read from).
+    """
+    if limit == "none":
+        return None
+    import resource  # POSIX only; imported here so the module loads everywhere
+
+    try:
+        held = _proc_kib("/proc/self/status", "VmData:")
+        budget = 0.9 * _proc_kib("/proc/meminfo", "MemAvailable:") if limit == "auto" else float(limit) * 1024
+    except OSError:
+        return None
+    cap = int((held + budget) * 1024)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+    return cap
+
+
+def _proc_kib(path: str, field: str) -> int:
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise OSError(f"{field} not found in {path}")
 
 
 def _classify(exc: BaseException) -> dict[str, str]:
@@ -67,7 +101,7 @@ def run_isolated(job: Job, timeout: float) -> Outcome:
     process.start()
     sender.close()
     outcome = Outcome(status="")
-    phase = "start-up"
+    phase = "start-up and set-up"
     try:
         while not outcome.status:
             left = timeout - (time.perf_counter() - start)
@@ -99,9 +133,10 @@ def run_isolated(job: Job, timeout: float) -> Outcome:
 
 
 def _next_phase(figures: dict[str, Any], job: Job) -> str:
-    """The phase the worker is in, given the figures it has sent so far."""
-    for key, phase in (("fwd_ms", "fwd timing"), ("peak_fwd_mb", "fwd memory"), ("gflops_fwd", "fwd FLOPs"),
-                       ("fwdbwd_ms", "fwd+bwd timing"), ("peak_fwdbwd_mb", "fwd+bwd memory")):
+    """The phase the worker is in, given the figures it has sent so far (see ``run_job``)."""
+    for key, phase in (("threads", "set-up"), ("peak_fwd_mb", "fwd warm-up and memory/FLOPs pass"),
+                       ("fwd_ms", "fwd timing"), ("peak_fwdbwd_mb", "fwd+bwd warm-up and memory pass"),
+                       ("fwdbwd_ms", "fwd+bwd timing")):
         if key not in figures:
             return phase
     return "shutdown"

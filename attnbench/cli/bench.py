@@ -38,7 +38,7 @@ EPILOG = """\
 examples:
   attnbench bench                                   every variant, default lengths, this machine
   attnbench bench --variants 'local,linformer,perf*' --lengths 1k,2k,4k,8k
-  attnbench bench --no-backward --repeats 3 --out results --name cpu-sweep
+  attnbench bench --no-backward --repeats 3 --time-budget 5 --out results --name cpu-sweep
   attnbench bench --device cuda --dtype bfloat16 --lengths 4k,16k,64k --causal
   attnbench bench --variants local --option window=256 --fit-range 1k:16k
 
@@ -98,6 +98,19 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _memory_limit(text: str) -> str:
+    text = text.strip().lower()
+    if text in ("auto", "none"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MiB, auto or none") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"memory limit {value:g} MiB must be positive")
+    return f"{value:g}"
+
+
 def _option(text: str) -> tuple[str, object]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
@@ -145,6 +158,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_non_negative, default=1, help="untimed calls before timing (default: 1)")
     p.add_argument("--timeout", type=_seconds, default=180.0,
                    help="seconds per measurement, process start-up included (default: 180)")
+    p.add_argument("--time-budget", type=_seconds, default=float("inf"), metavar="S",
+                   help="stop timing a pass once its timed calls took S seconds (at least one call; "
+                   "default: always --repeats)")
+    p.add_argument("--memory-limit", type=_memory_limit, default="auto", metavar="MB|auto|none",
+                   help="CPU: cap each worker's heap so an L that does not fit is recorded as oom instead of "
+                   "waking the OOM killer (default auto: 90%% of the memory available at worker start)")
     p.add_argument("--no-backward", dest="backward", action="store_false",
                    help="measure the forward pass only (faster; no fwd+bwd columns)")
     p.add_argument("--keep-going", action="store_true",
@@ -179,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     plan = SweepPlan(
         specs=specs, lengths=lengths, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
         causal=args.causal, dtype=args.dtype, device=device, repeats=args.repeats, warmup=args.warmup,
-        timeout=args.timeout, backward=args.backward, keep_going=args.keep_going, options=dict(args.options),
+        timeout=args.timeout, budget=args.time_budget, memory_limit=args.memory_limit,
+        backward=args.backward, keep_going=args.keep_going, options=dict(args.options),
     )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
