@@ -23,6 +23,8 @@ class NotApplicable(Exception):
 
 
 def _build(spec: AttentionSpec, *, causal: bool = False, cross: bool = False, **options) -> torch.nn.Module:
+    if spec.available is not None and (why := spec.available(torch.device("cpu"))):
+        raise NotApplicable(f"not available on cpu: {why}")
     config = AttentionConfig(num_heads=H, head_dim=D, max_len=MAX_LEN, causal=causal, cross=cross, options=options)
     torch.manual_seed(0)
     return build_attention(spec, config).eval()
