@@ -29,16 +29,16 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "quick": {
         **_LRA_TREES, "data_seed": 1, "min_length": 32, "max_length": 128,
-        "n_train": 4000, "n_val": 500, "n_test": 1000,
+        "n_train": 3000, "n_val": 500, "n_test": 1000,
         "dim": 64, "depth": 2, "heads": 4, "ff_dim": 128, "dropout": 0.0,
-        "steps": 300, "batch_size": 32, "eval_batch_size": 250,
-        "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 30, "clip_norm": 1.0,
+        "steps": 250, "batch_size": 32, "eval_batch_size": 250,
+        "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 25, "clip_norm": 1.0,
     },
     "standard": {
         **_LRA_TREES, "data_seed": 1, "min_length": 100, "max_length": 512,
         "n_train": 40000, "n_val": 2000, "n_test": 2000,
         "dim": 128, "depth": 4, "heads": 4, "ff_dim": 512, "dropout": 0.1,
-        "steps": 10000, "batch_size": 32, "eval_batch_size": 200,
+        "steps": 10000, "batch_size": 32, "eval_batch_size": 100,
         "lr": 5e-4, "weight_decay": 0.05, "warmup_steps": 500, "clip_norm": 1.0,
     },
     # LRA's ListOps: lengths 500-2000, 96k/2k/2k examples, its base Transformer's sizes.
@@ -46,18 +46,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         **_LRA_TREES, "data_seed": 1, "min_length": 500, "max_length": 2000,
         "n_train": 96000, "n_val": 2000, "n_test": 2000,
         "dim": 512, "depth": 6, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
-        "steps": 5000, "batch_size": 32, "eval_batch_size": 100,
+        "steps": 5000, "batch_size": 32, "eval_batch_size": 32,
         "lr": 5e-4, "weight_decay": 0.1, "warmup_steps": 1000, "clip_norm": 1.0,
     },
 }
 
 DESCRIPTION = (
     "LRA ListOps (Tay et al. 2021; Nangia & Bowman 2018): the value 0-9 of a nested "
-    "MIN/MAX/MED/SM expression, a 10-way classification over long sequences. The default "
-    "data is drawn with LRA's ListOps generator (depth <= 10, 2-10 arguments per operator) "
-    "reimplemented and seeded: lengths 8-64 (smoke), 32-128 (quick), 100-512 (standard) and "
-    "LRA's 500-2000 (full), counted in operator, digit and ']' tokens. --data-dir reads LRA's "
-    "basic_{train,val,test}.tsv."
+    "MIN/MAX/MED/SM expression, 10-way classification of long sequences. Default data: drawn "
+    "with LRA's ListOps generator (depth <= 10, 2-10 arguments an operator), reimplemented and "
+    "seeded, with lengths strictly between "
+    + ", ".join(f"{c['min_length']} and {c['max_length']} ({p})" for p, c in PROFILES.items())
+    + " tokens (LRA's 500-2000 at full). --data-dir reads LRA's basic_{train,val,test}.tsv."
 )
 
 
