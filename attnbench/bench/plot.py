@@ -6,6 +6,9 @@ from pathlib import Path
 
 from attnbench.bench.sweep import BASELINE, METRICS, SweepResult
 
+#: Marker shapes cycle with the colours, so neighbouring lines differ in two ways.
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*")
+
 
 def write_plot(result: SweepResult, path: Path) -> Path:
     """Plot time and peak memory vs L (log-log) for every variant that finished somewhere."""
@@ -25,7 +28,7 @@ def write_plot(result: SweepResult, path: Path) -> Path:
                 continue
             xs, ys = zip(*points, strict=True)
             is_base = variant == BASELINE
-            ax.plot(xs, ys, marker="o", markersize=3, label=variant,
+            ax.plot(xs, ys, marker=MARKERS[index % len(MARKERS)], markersize=4, label=variant,
                     color="black" if is_base else colours(index % 20),
                     linewidth=2.4 if is_base else 1.3, linestyle="--" if is_base else "-")
         ax.set_xscale("log", base=2)

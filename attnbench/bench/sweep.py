@@ -189,7 +189,7 @@ def run_sweep(
                         on_start(spec, length)
                     done = Measurement.from_outcome(spec, length, run_isolated(plan.job(spec, length), plan.timeout))
                     if done.status in ("oom", "timeout") and not plan.keep_going:
-                        blocked[spec.name] = f"not tried: {done.status} at L={length}"
+                        blocked[spec.name] = f"not tried after {done.status} at L={length}"
                 result.measurements.append(done)
                 if on_done:
                     on_done(done)
