@@ -120,40 +120,50 @@ class ListOpsTask:
             dim=int(cfg["dim"]), depth=int(cfg["depth"]), heads=int(cfg["heads"]),
             ff_dim=int(cfg["ff_dim"]), dropout=float(cfg["dropout"]),
         ).to(ctx.device)
-        steps = int(cfg["steps"])
         batch_size = min(int(cfg["batch_size"]), len(splits.train))
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98)
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(int(cfg["warmup_steps"]), steps))
-        batches = _batches(len(splits.train), batch_size, torch.Generator().manual_seed(ctx.seed))
-        losses: list[float] = []
-
-        ctx.progress.start(steps, "train")
-        model.train()
-        with ctx.meter.train():
-            for _ in range(steps):
-                tokens, mask, labels = splits.train.batch(next(batches), ctx.device)
-                loss = F.cross_entropy(model(tokens, mask), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["clip_norm"]))
-                optimizer.step()
-                scheduler.step()
-                ctx.meter.count(batch_size)
-                losses.append(loss.item())
-                ctx.progress.advance(1, loss=losses[-1])
+        losses = train(model, splits.train, ctx, batch_size)
 
         eval_size = int(cfg["eval_batch_size"])
         metrics = {
             "accuracy": accuracy(model, splits.test, eval_size, ctx.device),
             "val_accuracy": accuracy(model, splits.val, eval_size, ctx.device),
             "majority_baseline": splits.test.majority_fraction(),
-            "final_loss": sum(losses[-10:]) / max(len(losses[-10:]), 1),
+            "final_loss": sum(losses[-10:]) / len(losses[-10:]),
         }
-        tokens, mask, _ = splits.test.batch(torch.arange(min(eval_size, len(splits.test))), ctx.device)
+        # The harness times inference on this batch: one training batch's worth of test examples.
+        tokens, mask, _ = splits.test.batch(torch.arange(min(batch_size, len(splits.test))), ctx.device)
         ctx.meter.model(model, tokens, mask)
         return metrics
+
+
+def train(model: torch.nn.Module, split: data.Split, ctx: RunContext, batch_size: int) -> list[float]:
+    """``ctx.config["steps"]`` AdamW steps on ``split``, timed by ``ctx.meter``; returns the losses.
+
+    Every step's loss goes to ``ctx.progress.advance``, which raises when it is NaN or Inf.
+    """
+    cfg = ctx.config
+    steps = int(cfg["steps"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98)
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(int(cfg["warmup_steps"]), steps))
+    batches = _batches(len(split), batch_size, torch.Generator().manual_seed(ctx.seed))
+    losses: list[float] = []
+    ctx.progress.start(steps, "train")
+    model.train()
+    with ctx.meter.train():
+        for _ in range(steps):
+            tokens, mask, labels = split.batch(next(batches), ctx.device)
+            loss = F.cross_entropy(model(tokens, mask), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["clip_norm"]))
+            optimizer.step()
+            scheduler.step()
+            ctx.meter.count(batch_size)
+            losses.append(loss.item())
+            ctx.progress.advance(1, loss=losses[-1])
+    return losses
 
 
 TASK = ListOpsTask()
