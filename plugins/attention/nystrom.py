@@ -36,14 +36,11 @@ def segment_means(
     """
     length = x.shape[-2]
     segment = torch.arange(length, device=x.device) * m // length
-    if keep is None:
-        counts = torch.bincount(segment, minlength=m).to(x.dtype)[:, None]
-        sums = x.new_zeros(*x.shape[:-2], m, x.shape[-1]).index_add(-2, segment, x)
-        return sums / counts, None
-    weight = keep[:, None, :, None].to(x.dtype)  # (B, 1, L, 1)
-    sums = x.new_zeros(*x.shape[:-2], m, x.shape[-1]).index_add(-2, segment, x * weight)
+    # Counts by index_add, not bincount: a static output shape keeps torch.compile in one graph.
+    weight = x.new_ones(1, 1, length, 1) if keep is None else keep[:, None, :, None].to(x.dtype)
+    sums = x.new_zeros(*x.shape[:-2], m, x.shape[-1]).index_add(-2, segment, x if keep is None else x * weight)
     counts = weight.new_zeros(weight.shape[0], 1, m, 1).index_add(-2, segment, weight)
-    return sums / counts.clamp_min(1), (counts > 0).transpose(-2, -1)
+    return sums / counts.clamp_min(1), None if keep is None else (counts > 0).transpose(-2, -1)
 
 
 def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
