@@ -120,7 +120,7 @@ def run_isolated(job: Job, timeout: float) -> Outcome:
                 continue
             if kind == "figures":
                 outcome.figures.update(payload)
-                phase = _next_phase(outcome.figures, job)
+                phase = _next_phase(outcome.figures)
             elif kind == "failed":
                 outcome.status, outcome.error = payload["status"], f"{payload['error']} (during {phase})"
             else:
@@ -132,9 +132,9 @@ def run_isolated(job: Job, timeout: float) -> Outcome:
     return outcome
 
 
-def _next_phase(figures: dict[str, Any], job: Job) -> str:
+def _next_phase(figures: dict[str, Any]) -> str:
     """The phase the worker is in, given the figures it has sent so far (see ``run_job``)."""
-    for key, phase in (("threads", "set-up"), ("peak_fwd_mb", "fwd warm-up and memory/FLOPs pass"),
+    for key, phase in (("peak_fwd_mb", "fwd warm-up and memory/FLOPs pass"),
                        ("fwd_ms", "fwd timing"), ("peak_fwdbwd_mb", "fwd+bwd warm-up and memory pass"),
                        ("fwdbwd_ms", "fwd+bwd timing")):
         if key not in figures:
