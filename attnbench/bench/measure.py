@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode
 
+from attnbench.flops import flop_counter
 from attnbench.runner.device import reset_peak_memory, resolve_device, synchronize
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -99,8 +100,7 @@ def peak_memory_and_flops(fn: Callable[[], object], device: torch.device) -> tup
     FlopCounterMode only inspects shapes as ops pass, so it allocates nothing and the
     two figures can share one call.
     """
-    _register_missing_formulas()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     if device.type == "cuda":
         synchronize(device)
         reset_peak_memory(device)
@@ -139,26 +139,6 @@ def _cpu_profiler_peak(fn: Callable[[], object]) -> int:
         running += event.nbytes()
         peak = max(peak, running)
     return peak
-
-
-def _register_missing_formulas() -> None:
-    """Teach FlopCounterMode the CPU flash kernel that ``sdpa`` dispatches to.
-
-    Without this, ``sdpa`` on CPU counts 0 FLOPs (torch registers formulas for the CUDA
-    kernels only), which would make every FLOPs ratio to ``sdpa`` meaningless. The
-    count is the one torch uses for its CUDA kernels: two batched matrix products.
-    """
-    from torch.utils.flop_counter import flop_registry
-
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is None or op in flop_registry:
-        return
-
-    @register_flop_formula(op)
-    def _cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        b, h, lq, d = query_shape
-        lk, dv = key_shape[-2], value_shape[-1]
-        return 2 * b * h * lq * lk * d + 2 * b * h * lq * lk * dv
 
 
 def run_job(job: Job, emit: Callable[[dict[str, Any]], None]) -> None:

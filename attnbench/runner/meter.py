@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from attnbench.flops import flop_counter
 from attnbench.runner.device import synchronize
 
 
@@ -73,7 +73,7 @@ class Meter:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            counter = FlopCounterMode(display=False)
+            counter = flop_counter()
             with counter:
                 model(*inputs)
             figures["flops_per_example"] = counter.get_total_flops() / batch

@@ -35,7 +35,7 @@ def check_fields(task: Task) -> None:
     assert not unknown, f"{task.name}: requires unknown capabilities {sorted(unknown)} (known: {CAPABILITIES})"
     missing = [p for p in PROFILES if p not in task.profiles]
     assert not missing, f"{task.name}: profiles {missing} are missing"
-    for profile, config in task.profiles.items():
+    for config in task.profiles.values():
         json.dumps(dict(config))  # must hash reproducibly into result rows
 
 
