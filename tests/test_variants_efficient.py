@@ -72,14 +72,16 @@ def test_local_with_window_wider_than_sequence_is_softmax(specs, causal):
 
 
 @pytest.mark.parametrize("length", [1, 7, 32, 45])
-@pytest.mark.parametrize("window", [1, 2, 5, 8])
+@pytest.mark.parametrize("window", [1, 2, 5, 8, 64])
 @pytest.mark.parametrize("causal", [False, True])
-def test_local_equals_dense_band(specs, length, window, causal):
+@pytest.mark.parametrize("masked", [False, True])
+def test_local_equals_dense_band(specs, length, window, causal, masked):
     q, k, v = qkv(length)
-    keep = padding(length)
+    keep = padding(length) if masked else torch.ones(2, length, dtype=torch.bool)
     lo, hi = (-(window - 1), 0) if causal else (-(window // 2), window // 2)
     expected = dense_softmax(q, k, v, band(length, lo, hi) & keep[:, None, None, :])
-    out = build(specs, "local", window=window)(q, k, v, attn_mask=keep[:, None, None, :], is_causal=causal)
+    mask = keep[:, None, None, :] if masked else None
+    out = build(specs, "local", window=window)(q, k, v, attn_mask=mask, is_causal=causal)
     assert torch.isfinite(out).all()
     assert (out - expected).abs().max() < 1e-5
 

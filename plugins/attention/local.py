@@ -21,26 +21,24 @@ import attnbench
 from attnbench.nn.masks import key_padding
 
 
-def masked_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def masked_softmax(scores: torch.Tensor, allowed: torch.Tensor, empty_rows: bool = True) -> torch.Tensor:
     """Softmax over the last dim restricted to ``allowed``; a row with nothing allowed is all zeros.
 
-    A finite fill (not -inf) keeps fully masked rows free of NaN in both passes, and the final
-    multiply zeroes them, so their output is 0 and does not depend on the masked keys.
+    ``scores`` is overwritten (callers pass a fresh tensor), which saves one score-sized
+    buffer. A finite fill (not -inf) keeps fully masked rows free of NaN in both passes; with
+    ``empty_rows`` they are then zeroed, so their output is 0 and ignores the masked keys.
+    Pass ``empty_rows=False`` only when every row is known to allow some key.
     """
-    filled = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return torch.softmax(filled, dim=-1) * allowed.any(dim=-1, keepdim=True)
+    weights = torch.softmax(scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min), dim=-1)
+    return weights * allowed.any(dim=-1, keepdim=True) if empty_rows else weights
 
 
-def _windows(x: torch.Tensor, block: int, left: int, right: int, nblocks: int) -> torch.Tensor:
-    """Cut ``x`` (…, L, D) into ``nblocks`` overlapping spans of ``left + 1 + right`` blocks.
-
-    Span ``n`` covers positions ``[(n - left)·block, (n + 1 + right)·block)``; positions
-    outside the sequence are zero-padded (and masked by the caller).
-    """
+def _blocks(x: torch.Tensor, block: int, left: int, right: int, nblocks: int) -> torch.Tensor:
+    """``x`` (…, L, D) zero-padded by ``left`` blocks before and to ``nblocks + right`` blocks
+    after, as (…, left + nblocks + right, block, D): query block n's keys are blocks n … n+left+right."""
     length = x.shape[-2]
     x = F.pad(x, (0, 0, left * block, nblocks * block - length + right * block))
-    x = x.unflatten(-2, (nblocks + left + right, block))
-    return torch.cat([x[..., i : i + nblocks, :, :] for i in range(left + 1 + right)], dim=-2)
+    return x.unflatten(-2, (nblocks + left + right, block))
 
 
 class LocalAttention(nn.Module):
@@ -86,12 +84,16 @@ class LocalAttention(nn.Module):
         left, right = math.ceil(-lo / block), math.ceil(hi / block)
         nblocks = math.ceil(length / block)
 
+        nwin = left + 1 + right
+        span = nwin * block
         qb = F.pad(q, (0, 0, 0, nblocks * block - length)).unflatten(-2, (nblocks, block))
-        kb = _windows(k, block, left, right, nblocks)  # (B, H, n, span, D)
-        vb = _windows(v, block, left, right, nblocks)
-        scores = (qb @ kb.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, n, block, span)
+        kb = _blocks(k, block, left, right, nblocks)  # (B, H, n + left + right, block, D)
+        vb = _blocks(v, block, left, right, nblocks)
+        # One product per neighbour offset, on views of the padded keys: the windows are never
+        # copied out as an (n, span, D) tensor; only the (n, block, span) scores are formed.
+        scores = torch.cat([qb @ kb[..., i : i + nblocks, :, :].transpose(-2, -1) for i in range(nwin)], dim=-1)
+        scores = scores * q.shape[-1] ** -0.5  # (B, H, n, block, span)
 
-        span = kb.shape[-2]
         device = q.device
         qpos = torch.arange(nblocks * block, device=device).view(nblocks, block, 1)
         kpos = (torch.arange(nblocks, device=device) * block - left * block).view(nblocks, 1, 1) + torch.arange(
@@ -100,12 +102,16 @@ class LocalAttention(nn.Module):
         rel = kpos - qpos
         allowed = (rel >= lo) & (rel <= hi) & (kpos >= 0) & (kpos < length)  # (n, block, span)
         keep = key_padding(attn_mask)
-        if keep is not None:  # (B, L) -> (B, 1, n, 1, span), same windows as the keys
-            keep_b = _windows(keep[:, :, None], block, left, right, nblocks)[..., 0]
+        if keep is not None:  # (B, L) -> (B, 1, n, 1, span): the keys' windows
+            keep_b = _blocks(keep[:, :, None], block, left, right, nblocks)[..., 0]
+            keep_b = torch.cat([keep_b[:, i : i + nblocks] for i in range(nwin)], dim=-1)
             allowed = allowed & keep_b[:, None, :, None, :]
 
-        weights = self.dropout(masked_softmax(scores, allowed))
-        out = weights @ vb  # (B, H, n, block, D)
+        # Without padding every query sees at least itself, so no row can be empty.
+        weights = self.dropout(masked_softmax(scores, allowed, empty_rows=keep is not None))
+        out = weights[..., :block] @ vb[..., :nblocks, :, :]
+        for i in range(1, nwin):
+            out = out + weights[..., i * block : (i + 1) * block] @ vb[..., i : i + nblocks, :, :]
         return out.flatten(-3, -2)[..., :length, :]
 
 
