@@ -125,7 +125,9 @@ class BlockSparseAttention(nn.Module):
         if keep is not None:
             allowed_g = allowed_g & keep[:, None, None, :]
         scores_g = (q[..., :nglobal, :] @ k.transpose(-2, -1)) * scale
-        out_g = self.dropout(masked_softmax(scores_g, allowed_g)) @ v
+        # Without padding no row is empty: every query reads its own block (the diagonal).
+        empty_rows = keep is not None
+        out_g = self.dropout(masked_softmax(scores_g, allowed_g, empty_rows)) @ v
         if nblocks <= self.globals:
             return out_g
 
@@ -145,7 +147,7 @@ class BlockSparseAttention(nn.Module):
         if keep is not None:  # (B, L) -> (B, 1, n', 1, slots·b)
             keep_b = F.pad(keep, (0, padded - length))[:, kpos]
             allowed = allowed & keep_b[:, None, :, None, :]
-        out = self.dropout(masked_softmax(scores, allowed)) @ vb
+        out = self.dropout(masked_softmax(scores, allowed, empty_rows)) @ vb
         out = out.flatten(-3, -2)[..., : length - nglobal, :]
         return torch.cat([out_g, out], dim=-2)
 
