@@ -30,8 +30,10 @@ def test_list_shows_capabilities_and_complexity():
 
 def test_run_then_report_prints_quality_and_cost(tmp_path: Path):
     store = tmp_path / "results.sqlite"
-    ran = run_cli("run", "--tasks", "listops", "--variants", "sdpa", "--profile", "smoke", "--store", str(store))
+    ran = run_cli("run", "--tasks", "listops", "--variants", "sdpa,linear", "--profile", "smoke", "--jobs", "2",
+                  "--store", str(store))
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.count(" ok listops") == 2, ran.stdout
     report = run_cli("report", "--store", str(store), "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     for column in ("accuracy ↑", "majority_baseline", "params", "FLOPs/ex", "train s", "infer ms/batch", "peak RSS MB"):
