@@ -1,7 +1,7 @@
 """local: sliding-window softmax attention computed block by block, in O(L·w) time and memory.
 
-Each query attends only to keys within a window of ``w`` positions: ``±w/2`` around it, or
-the ``w`` most recent keys (itself included) when causal. Queries are cut into blocks and
+Each query attends only to keys within ``±⌊w/2⌋`` positions of it (w + 1 keys for even w),
+or to the ``w`` most recent keys (itself included) when causal. Queries are cut into blocks and
 each block attends to its own block plus the neighbouring ones, so the largest tensor is
 (L, span) with span ≈ 1.5·w, never a masked (L, L) score matrix.
 
