@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from attnbench import AttentionConfig, plugins
+from attnbench.errors import PluginError
 from attnbench.nn.attention import build_attention
 
 
@@ -214,7 +215,7 @@ def test_linformer_rejects_keys_longer_than_max_len(specs):
 
 def test_linformer_refuses_causal(specs):
     q, k, v = qkv(8)
-    with pytest.raises(ValueError, match="cannot be causal"):
+    with pytest.raises(PluginError, match=r"'linformer' was called with what its spec does not support: causal"):
         build(specs, "linformer", max_len=16)(q, k, v, is_causal=True)
 
 

@@ -27,6 +27,7 @@ class CheckedAttention(nn.Module):
                 "pass AttentionConfig(max_len=...)"
             )
         self.spec_name = spec.name
+        self.spec = spec
         self.inner = spec.build(config)
         if not isinstance(self.inner, nn.Module):
             raise PluginError(
@@ -43,6 +44,7 @@ class CheckedAttention(nn.Module):
         is_causal: bool = False,
         need_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self._check_capabilities(q, k, attn_mask, is_causal, need_weights)
         result = self.inner(q, k, v, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights)
         out, weights = result if need_weights else (result, None)
         expected = (*q.shape[:-1], v.shape[-1])
@@ -61,6 +63,27 @@ class CheckedAttention(nn.Module):
                 )
             return out, weights
         return out
+
+
+    def _check_capabilities(self, q, k, attn_mask, is_causal, need_weights) -> None:
+        """Refuse a call the spec does not declare it can serve, rather than risk a wrong answer."""
+        spec, lacking = self.spec, []
+        if need_weights and not spec.weights:
+            lacking.append("weights (need_weights=True)")
+        if is_causal and not spec.causal:
+            lacking.append("causal (is_causal=True)")
+        if q.shape[-2] != k.shape[-2] and not spec.cross:
+            lacking.append(f"cross (query length {q.shape[-2]} != key length {k.shape[-2]})")
+        if attn_mask is not None:
+            padding_shaped = attn_mask.dim() == 4 and attn_mask.shape[1] == 1 and attn_mask.shape[2] == 1
+            if not spec.arbitrary_mask and not (spec.padding_mask and padding_shaped):
+                kind = "a (B, 1, 1, Lk) padding mask" if padding_shaped else f"a mask of shape {tuple(attn_mask.shape)}"
+                lacking.append(f"{'padding_mask' if padding_shaped else 'arbitrary_mask'} ({kind})")
+        if lacking:
+            raise PluginError(
+                f"attention {spec.name!r} was called with what its spec does not support: {'; '.join(lacking)}. "
+                "Pick a variant that declares it (attnbench list attention)"
+            )
 
 
 def build_attention(spec: AttentionSpec, config: AttentionConfig) -> CheckedAttention:
