@@ -31,8 +31,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         **_LRA_TREES, "data_seed": 1, "min_length": 32, "max_length": 128,
         "n_train": 3000, "n_val": 500, "n_test": 1000,
         "dim": 64, "depth": 2, "heads": 4, "ff_dim": 128, "dropout": 0.0,
-        "steps": 250, "batch_size": 32, "eval_batch_size": 250,
-        "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 25, "clip_norm": 1.0,
+        "steps": 200, "batch_size": 32, "eval_batch_size": 250,
+        "lr": 3e-3, "weight_decay": 0.01, "warmup_steps": 20, "clip_norm": 1.0,
     },
     "standard": {
         **_LRA_TREES, "data_seed": 1, "min_length": 100, "max_length": 512,
