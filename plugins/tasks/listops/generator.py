@@ -26,7 +26,7 @@ Text is written as LRA writes it: the tree is stored as left-nested pairs
 ``((([MAX, 2), 9), ])`` and each pair is printed in parentheses, so ``[MAX 2 9 ]`` reads
 ``( ( ( [MAX 2 ) 9 ) ] )`` in a ``Source<TAB>Target`` TSV file with a header line.
 
-Run ``python -m attnbench_plugins.tasks.listops.generator --output-dir DIR`` to write
+Run ``python -m attnbench_plugins.tasks.listops --output-dir DIR`` to write
 ``basic_train.tsv``, ``basic_val.tsv`` and ``basic_test.tsv`` with LRA's defaults.
 """
 
@@ -219,7 +219,9 @@ def write_tsv(path: Path, examples: Sequence[tuple[Tree, int]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Write ``basic_{train,val,test}.tsv`` as LRA's script does (same flags, plus ``--seed``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m attnbench_plugins.tasks.listops", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--num-train-samples", type=int, default=96000)
     parser.add_argument("--num-valid-samples", type=int, default=2000)
@@ -240,7 +242,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     for split, size in zip(SPLITS, sizes, strict=True):
         write_tsv(args.output_dir / f"{TASK_STEM}_{split}.tsv", examples[start:start + size])
         start += size
-
-
-if __name__ == "__main__":
-    main()
