@@ -32,10 +32,9 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     header = ["rank", "variant", "status", "seeds", *[f"{m} {arrow}" if m == table.metric else m for m in metrics],
               *[h for _, h in costs], "note"]
     body = []
-    rank = 0
+    ranks = table.ranks()
     for e in table.entries:
-        rank += e.status == "ok"
-        cells = [str(rank) if e.status == "ok" else "—", e.variant, e.status, str(e.seeds)]
+        cells = [str(ranks.get(e.variant, "—")), e.variant, e.status, str(e.seeds)]
         for m in metrics:
             v = e.metrics.get(m)
             std = e.metric_std.get(m, 0.0)

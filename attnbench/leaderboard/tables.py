@@ -60,6 +60,13 @@ class TaskTable:
         names = {m for e in self.entries for m in e.metrics}
         return [self.metric, *sorted(names - {self.metric})]
 
+    def ranks(self) -> dict[str, int]:
+        """Competition ranks (1 = best; ties share the better rank) of the variants that ran ok."""
+        values = {e.variant: e.metrics[self.metric] for e in self.entries
+                  if e.status == "ok" and self.metric in e.metrics}
+        return {v: 1 + sum(_better(other, mine, self.higher_is_better) for other in values.values())
+                for v, mine in values.items()}
+
     def cost_columns(self) -> list[tuple[str, str]]:
         present = {c for e in self.entries for c in e.cost}
         return [(key, header) for key, header in COST_COLUMNS if key in present]
@@ -142,9 +149,9 @@ def overall_matrix(tables: list[TaskTable]) -> list[Matrix]:
             if not ok:
                 continue
             best, worst = ok[0].metrics[t.metric], ok[-1].metrics[t.metric]  # entries are sorted best first
-            for e in ok:  # competition ranking: ties share the better rank
-                better = sum(_better(x.metrics[t.metric], e.metrics[t.metric], t.higher_is_better) for x in ok)
-                ranks[e.variant].append(1 + better)
+            for variant, rank in t.ranks().items():
+                ranks[variant].append(rank)
+            for e in ok:
                 norm[e.variant].append(1.0 if best == worst else (e.metrics[t.metric] - worst) / (best - worst))
         out.append(Matrix(
             tasks=names, cells=dict(cells), environment=f"{profile} · {env}",
