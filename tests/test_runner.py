@@ -128,3 +128,20 @@ def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Pat
     after = _rows(store)
     assert len(after) == 2 and all(status == "ok" for _, status, _ in after)
     assert before[0] in after  # the finished row was kept, not re-run
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path):
+    store = tmp_path / "r.sqlite"
+    args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
+            "--profile", "smoke", "--store", str(store)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not _rows(store) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; finished pairings are saved" in stderr
+    assert "Traceback" not in stderr
+    assert len(_rows(store)) == 1

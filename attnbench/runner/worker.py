@@ -8,6 +8,7 @@ Messages sent to the parent are tuples: ``("progress", done, total, description,
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import traceback
@@ -71,6 +72,8 @@ def _exit_with_parent(parent_pid: int) -> None:
 def main(conn: Connection, pairing: Pairing, device: str, threads: int, workdir: str, parent_pid: int) -> None:
     """Worker entry point (the target of the spawned process)."""
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    # Ctrl-C reaches the whole process group; the parent handles it and stops its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     try:
         row = execute(pairing, torch.device(device), progress=PipeProgress(conn), workdir=Path(workdir))
