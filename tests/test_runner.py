@@ -22,6 +22,9 @@ from attnbench.nn import build_attention
 from attnbench.runner import Pairing, execute
 
 CPU = torch.device("cpu")
+# A smoke pairing can finish in the fraction of a second between seeing the first row and
+# sending the signal; a quick one (about 10 s) is surely still running when it arrives.
+PROFILE_LONG_ENOUGH_TO_INTERRUPT = "quick"
 
 
 class _Scripted:
@@ -93,11 +96,11 @@ def test_a_variant_returning_the_wrong_shape_is_named():
 
 def test_timeout_is_recorded_and_the_run_goes_on(tmp_path: Path):
     store = tmp_path / "r.sqlite"
-    result = run_cli("run", "--tasks", "listops", "--variants", "softmax", "--profile", "smoke",
-                     "--timeout", "0.5", "--store", str(store))
+    result = run_cli("run", "--tasks", "listops", "--variants", "softmax", "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT,
+                     "--timeout", "2", "--store", str(store))
     assert result.returncode == 0, result.stderr
     rows = sqlite3.connect(store).execute("SELECT status, error FROM results").fetchall()
-    assert rows == [("timeout", rows[0][1])] and "exceeded --timeout 0.5 s" in rows[0][1]
+    assert rows == [("timeout", rows[0][1])] and "exceeded --timeout 2 s" in rows[0][1]
 
 
 def _rows(store: Path) -> list[tuple]:
@@ -112,7 +115,7 @@ def _rows(store: Path) -> list[tuple]:
 def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Path):
     store = tmp_path / "r.sqlite"
     args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
-            "--profile", "smoke", "--store", str(store)]
+            "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     deadline = time.monotonic() + 180
     while not _rows(store) and time.monotonic() < deadline:
@@ -121,7 +124,7 @@ def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Pat
     proc.wait()
     before = _rows(store)
     assert len(before) == 1, "the first pairing should have finished and the second not"
-    resumed = run_cli("run", "--tasks", "listops", "--variants", "softmax,sdpa", "--profile", "smoke",
+    resumed = run_cli("run", "--tasks", "listops", "--variants", "softmax,sdpa", "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT,
                       "--store", str(store), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resume: 1 of 2 pairings already" in resumed.stdout
@@ -133,7 +136,7 @@ def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Pat
 def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path):
     store = tmp_path / "r.sqlite"
     args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
-            "--profile", "smoke", "--store", str(store)]
+            "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             start_new_session=True)
     deadline = time.monotonic() + 180
