@@ -137,8 +137,11 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path):
     store = tmp_path / "r.sqlite"
     args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
             "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store)]
+    # A shell that starts jobs in the background ignores SIGINT for them, and children inherit
+    # that; restore the default, as an interactive terminal has it.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while not _rows(store) and time.monotonic() < deadline:
         time.sleep(0.2)
