@@ -176,6 +176,9 @@ def check_compiles(spec: AttentionSpec) -> None:
     q, k, v = _qkv()
     module = _build(spec)
     eager = module(q, k, v)
+    # Every variant shares CheckedAttention.forward: without a reset, dynamo's recompile limit
+    # would let later variants fall back to eager silently and pass without being compiled.
+    torch._dynamo.reset()
     compiled = torch.compile(module)(q, k, v)
     diff = _max_diff(eager, compiled)
     assert diff < 1e-4, f"{spec.name}: compiled output differs from eager by {diff:.3g}"
