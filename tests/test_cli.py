@@ -69,3 +69,19 @@ def test_missing_device_is_an_error_before_any_work(tmp_path: Path):
     assert result.returncode == 2
     assert "CUDA is not available" in result.stderr and "--device cpu" in result.stderr
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_corrupt_data_file_stops_the_run_with_the_file_named(tmp_path: Path):
+    data = tmp_path / "lra"
+    data.mkdir()
+    header = "Source\tTarget\n"
+    (data / "basic_train.tsv").write_text(header + "( [MAX 2 9 ] )\t9\n" + "( [MIN 3 \n")  # truncated line
+    (data / "basic_val.tsv").write_text(header + "( [MAX 2 9 ] )\t9\n")
+    (data / "basic_test.tsv").write_text(header + "( [MAX 2 9 ] )\t9\n")
+    store = tmp_path / "s.sqlite"
+    result = run_cli("run", "--tasks", "listops", "--variants", "sdpa", "--profile", "smoke",
+                     "--data-dir", str(data), "--store", str(store))
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = " ".join(result.stderr.split())
+    assert "basic_train.tsv" in message and "line 3" in message, message
+    assert "Traceback" not in result.stderr
