@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "plugins", help="show installed plugins and their load errors",
         description="Show every plugin of the `attnbench` entry-point group: distribution, version, entry "
-        "point, what it registered, or its load error. Disable plugins with ATTNBENCH_DISABLE_PLUGINS=a,b.",
+        "point, what it registered, or its load error. Disable plugins with ATTNBENCH_DISABLE_PLUGINS=a,b. "
+        "Exits with status 1 when any plugin failed to load, so CI can check an installation.",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     return p
