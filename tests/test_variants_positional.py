@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from attnbench_plugins.attention.alibi import ALiBiAttention, alibi_slopes
@@ -11,7 +9,7 @@ from attnbench_plugins.attention.relative import RelativeBiasAttention, relative
 from attnbench_plugins.attention.rope import RotaryAttention
 
 from attnbench import AttentionConfig
-from attnbench.nn.masks import dense_mask
+from attnbench.testing.attention import softmax_reference
 
 B, H, D = 2, 4, 16
 
@@ -24,14 +22,6 @@ def _qkv(lq: int, lk: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, t
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, H, lq, D, generator=g), torch.randn(B, H, lk, D, generator=g),
             torch.randn(B, H, lk, D, generator=g))
-
-
-def _biased_reference(q, k, v, bias, mask=None, causal=False):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + bias
-    full = dense_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
-    if full is not None:
-        scores = scores.masked_fill(~full, float("-inf"))
-    return torch.softmax(scores, -1) @ v
 
 
 def _padding(lk: int) -> torch.Tensor:
@@ -142,7 +132,7 @@ def test_alibi_equals_softmax_with_the_linear_bias(causal, need_weights):
     bias = -slopes[:, None, None] * (torch.arange(10)[:, None] - torch.arange(14)[None, :]).abs()
     result = module(q, k, v, attn_mask=mask, is_causal=causal, need_weights=need_weights)
     out = result[0] if need_weights else result
-    assert torch.allclose(out, _biased_reference(q, k, v, bias, mask, causal), atol=1e-5)
+    assert torch.allclose(out, softmax_reference(q, k, v, mask, causal, bias=bias), atol=1e-5)
 
 
 # --- T5 relative bias -------------------------------------------------------------------------
@@ -190,7 +180,7 @@ def test_relative_equals_softmax_with_its_bias_and_learns_it(causal):
     q, k, v = _qkv(9, 9)
     mask = _padding(9)
     out = module(q, k, v, attn_mask=mask, is_causal=causal)
-    expected = _biased_reference(q, k, v, module.bias(9, 9).detach(), mask, causal)
+    expected = softmax_reference(q, k, v, mask, causal, bias=module.bias(9, 9).detach())
     assert torch.allclose(out, expected, atol=1e-5)
     out.square().sum().backward()
     assert module.embedding.weight.grad is not None and module.embedding.weight.grad.abs().sum() > 0

@@ -13,6 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from attnbench import AttentionConfig, plugins
 from attnbench.nn.masks import dense_mask
+from attnbench.testing.attention import softmax_reference
 
 B, H, D = 2, 3, 8
 
@@ -25,14 +26,6 @@ def _qkv(lq: int, lk: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, t
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, H, lq, D, generator=g), torch.randn(B, H, lk, D, generator=g),
             torch.randn(B, H, lk, D, generator=g))
-
-
-def _softmax_reference(q, k, v, mask=None, causal=False):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    full = dense_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
-    if full is not None:
-        scores = scores.masked_fill(~full, float("-inf"))
-    return torch.softmax(scores, -1) @ v
 
 
 def _padding(lk: int) -> torch.Tensor:
@@ -54,7 +47,7 @@ def test_talking_heads_equals_softmax_at_identity_init(causal):
     q, k, v = _qkv(10, 10)
     mask = _padding(10)
     assert torch.allclose(module(q, k, v, attn_mask=mask, is_causal=causal),
-                          _softmax_reference(q, k, v, mask, causal), atol=1e-6)
+                          softmax_reference(q, k, v, mask, causal), atol=1e-6)
 
 
 def test_talking_heads_mixes_heads_once_trained():
@@ -63,7 +56,7 @@ def test_talking_heads_mixes_heads_once_trained():
         module.pre_softmax.copy_(torch.randn(H, H))
     q, k, v = _qkv(10, 10)
     out = module(q, k, v)
-    assert not torch.allclose(out, _softmax_reference(q, k, v), atol=1e-3)
+    assert not torch.allclose(out, softmax_reference(q, k, v), atol=1e-3)
     # Head 0's logits are a mix of every head's: changing only head 2's keys changes head 0.
     k2 = k.clone()
     k2[:, 2] = torch.randn_like(k2[:, 2])
@@ -199,7 +192,7 @@ def test_sdpa_math_is_available_on_cpu_and_exact():
     q, k, v = _qkv(9, 11)
     mask = _padding(11)
     assert torch.allclose(module(q, k, v, attn_mask=mask, is_causal=True),
-                          _softmax_reference(q, k, v, mask, causal=True), atol=1e-6)
+                          softmax_reference(q, k, v, mask, causal=True), atol=1e-6)
 
 
 def test_sdpa_efficient_on_cpu_is_unavailable_with_a_reason_and_never_falls_back():
@@ -232,4 +225,4 @@ def test_sdpa_flash_takes_no_mask_on_any_device():
 def test_sdpa_flash_on_cpu_is_exact_with_causality():
     module = _spec("sdpa-flash").build(_config())
     q, k, v = _qkv(12, 12)
-    assert torch.allclose(module(q, k, v, is_causal=True), _softmax_reference(q, k, v, causal=True), atol=1e-5)
+    assert torch.allclose(module(q, k, v, is_causal=True), softmax_reference(q, k, v, causal=True), atol=1e-5)

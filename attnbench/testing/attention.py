@@ -128,10 +128,13 @@ def check_weights(spec: AttentionSpec) -> None:
         assert weights[..., L - 5:].abs().max() < 1e-6, f"{spec.name}: weights on padded keys are not zero"
 
 
-def _reference(q, k, v, mask=None, causal=False):
+def softmax_reference(q, k, v, mask=None, causal=False, bias=None):
+    """``softmax(q kᵀ/√D + bias + mask) v`` written out: the ground truth for checks and tests."""
     from attnbench.nn.masks import dense_mask
 
-    scores = q @ k.transpose(-2, -1) / D**0.5
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if bias is not None:
+        scores = scores + bias
     full = dense_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
     if full is not None:
         scores = scores.masked_fill(~full, float("-inf"))
@@ -143,15 +146,15 @@ def check_exact(spec: AttentionSpec) -> None:
     if not spec.exact:
         raise NotApplicable("spec does not claim exact")
     q, k, v = _qkv()
-    diff = _max_diff(_build(spec)(q, k, v), _reference(q, k, v))
+    diff = _max_diff(_build(spec)(q, k, v), softmax_reference(q, k, v))
     assert diff < 1e-5, f"{spec.name}: differs from softmax attention by {diff:.3g} (> 1e-5)"
     if spec.padding_mask:
         mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
         mask[0, ..., L - 6:] = False
-        diff = _max_diff(_build(spec)(q, k, v, attn_mask=mask), _reference(q, k, v, mask))
+        diff = _max_diff(_build(spec)(q, k, v, attn_mask=mask), softmax_reference(q, k, v, mask))
         assert diff < 1e-5, f"{spec.name}: with a padding mask, differs from softmax by {diff:.3g}"
     if spec.causal:
-        diff = _max_diff(_build(spec, causal=True)(q, k, v, is_causal=True), _reference(q, k, v, causal=True))
+        diff = _max_diff(_build(spec, causal=True)(q, k, v, is_causal=True), softmax_reference(q, k, v, causal=True))
         assert diff < 1e-5, f"{spec.name}: causal output differs from softmax by {diff:.3g}"
 
 
@@ -162,7 +165,7 @@ def check_approximates(spec: AttentionSpec) -> None:
         raise NotApplicable("spec claims no approximation tolerance")
     q, k, v = _qkv(scale=0.8)
     out = _build(spec, **dict(spec.tolerance_options))(q, k, v)
-    ref = _reference(q, k, v)
+    ref = softmax_reference(q, k, v)
     err = (out - ref).abs().mean().item()
     trivial = (v.mean(-2, keepdim=True).expand_as(ref) - ref).abs().mean().item()
     assert err <= spec.tolerance, (
