@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from attnbench.runner.pairing import seed_everything
 from attnbench.specs import Metric, RunContext
 
 from . import data
@@ -61,12 +60,6 @@ DESCRIPTION = (
 )
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Index batches over ``n`` examples, reshuffled every epoch, forever."""
     while True:
@@ -112,7 +105,7 @@ class ListOpsTask:
         """Train on the train split, report test accuracy (primary), validation accuracy,
         the test set's majority-class share, and the mean loss of the last 10 steps."""
         cfg = ctx.config
-        _seed_everything(ctx.seed)
+        seed_everything(ctx.seed)  # also when run() is called outside the harness
         max_length = int(cfg["max_length"])
         splits = data.load_dir(ctx.data_dir, max_length) if ctx.data_dir is not None else data.generated(cfg)
         model = ListOpsClassifier(
