@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -64,6 +65,7 @@ def describe(device: torch.device) -> str:
     return f"cpu:{_cpu_model()} x{os.cpu_count()}"
 
 
+@functools.cache
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
