@@ -28,7 +28,7 @@ from attnbench.errors import DataError, UnknownNameError
 from attnbench.nn.attention import build_attention
 from attnbench.runner.device import describe, reset_peak_memory
 from attnbench.runner.meter import Meter
-from attnbench.specs import PROFILES, ResultRow, RunContext, Task
+from attnbench.specs import PROFILES, AttentionSpec, ResultRow, RunContext, Task
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,9 +96,8 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def unsupported_reason(task: Task, variant_name: str, device: torch.device) -> str | None:
+def unsupported_reason(task: Task, spec: AttentionSpec, device: torch.device) -> str | None:
     """Why this variant cannot serve this task on this device, or None."""
-    spec = plugins.get_attention(variant_name)
     reason = spec.missing(task.requires)
     if reason:
         return f"{reason}, which task {task.name!r} requires"
@@ -141,7 +140,7 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
         return ResultRow(**base, status=status, finished_at=time.time(),
                          duration_s=round(time.perf_counter() - start, 3), **extra)
 
-    reason = unsupported_reason(task, spec.name, device)
+    reason = unsupported_reason(task, spec, device)
     if reason:
         return row("unsupported", error=reason)
     seed_everything(pairing.seed)
