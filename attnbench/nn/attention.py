@@ -26,7 +26,6 @@ class CheckedAttention(nn.Module):
                 f"attention {spec.name!r} needs max_len at build time; "
                 "pass AttentionConfig(max_len=...)"
             )
-        self.spec_name = spec.name
         self.spec = spec
         self.inner = spec.build(config)
         if not isinstance(self.inner, nn.Module):
@@ -51,7 +50,7 @@ class CheckedAttention(nn.Module):
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise AttentionShapeError(
-                f"attention {self.spec_name!r} returned output of shape {got} for q {tuple(q.shape)}, "
+                f"attention {self.spec.name!r} returned output of shape {got} for q {tuple(q.shape)}, "
                 f"k {tuple(k.shape)}, v {tuple(v.shape)}; expected {expected} (B, H, Lq, D)"
             )
         if need_weights:
@@ -59,7 +58,7 @@ class CheckedAttention(nn.Module):
             if not isinstance(weights, torch.Tensor) or tuple(weights.shape[-2:]) != want[-2:]:
                 got = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
                 raise AttentionShapeError(
-                    f"attention {self.spec_name!r} returned weights of shape {got}; expected {want}"
+                    f"attention {self.spec.name!r} returned weights of shape {got}; expected {want}"
                 )
             return out, weights
         return out
