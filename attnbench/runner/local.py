@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
@@ -51,6 +54,25 @@ def _context(device: torch.device) -> mp.context.BaseContext:
     return mp.get_context("spawn")
 
 
+@contextmanager
+def _interrupt_deferred() -> Iterator[list[bool]]:
+    """Hold back Ctrl-C while a worker starts, then let it through.
+
+    A KeyboardInterrupt raised inside fork's at-fork callbacks is reported as "Exception
+    ignored" and swallowed, so a Ctrl-C landing during a worker's start would be lost and
+    the run would go on. The handler here only records it; the caller re-raises afterwards.
+    """
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def threads_per_worker(jobs: int) -> int:
     """Split this machine's cores evenly between concurrent workers."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -76,7 +98,10 @@ class LocalExecutor:
         try:
             while queue or running:
                 while queue and len(running) < self.jobs:
-                    running.append(self._start(queue.pop(0)))
+                    with _interrupt_deferred() as interrupted:
+                        running.append(self._start(queue.pop(0)))
+                    if interrupted:
+                        raise KeyboardInterrupt
                     display.started(running[-1].pairing)
                 ready = wait([r.conn for r in running], timeout=0.2)
                 for r in list(running):
