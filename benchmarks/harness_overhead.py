@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from attnbench import RunContext, plugins
 from attnbench.nn import build_attention
-from attnbench.runner.pairing import seed_everything
+from attnbench.training import seed_everything
 
 class NoMeter:
     def train(self): return contextlib.nullcontext()

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import platform
-import random
 import tempfile
 import time
 import traceback
@@ -29,6 +28,7 @@ from attnbench.nn.attention import build_attention
 from attnbench.runner.device import describe, reset_peak_memory
 from attnbench.runner.meter import Meter
 from attnbench.specs import PROFILES, AttentionSpec, ResultRow, RunContext, Task
+from attnbench.training.seeding import seed_everything
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,18 +82,6 @@ def config_hash(task: Task, profile: str, data_dir: str | None) -> str:
 def environment(device: torch.device) -> str:
     """The environment identity of a row: device, torch and Python versions."""
     return f"{describe(device)} | torch {torch.__version__} | py {platform.python_version()}"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch; CPU runs with one seed are then reproducible."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # numpy is optional for tasks that do not use it
-        pass
 
 
 def unsupported_reason(task: Task, spec: AttentionSpec, device: torch.device) -> str | None:

@@ -1,7 +1,7 @@
 """LRA ListOps: the value of a long nested MIN/MAX/MED/SM expression, generated or read from LRA's TSV.
 
 ``generator`` reimplements LRA's data generator, ``data`` reads LRA's TSV files and
-tokenises, ``model`` is the classifier, ``task`` holds the profiles and the training run.
+tokenises, ``task`` holds the profiles and the training run.
 """
 
 from __future__ import annotations

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from attnbench.runner.pairing import seed_everything
+from attnbench.nn import SequenceClassifier
 from attnbench.specs import Metric, RunContext
+from attnbench.training import TrainConfig, batched_eval, seed_everything, shuffled_batches, train_steps
 
 from . import data
-from .model import ListOpsClassifier
 
 #: LRA's generator settings: trees up to depth 10, operators with 2-10 arguments.
 _LRA_TREES = {"max_depth": 10, "max_args": 10}
@@ -60,35 +59,14 @@ DESCRIPTION = (
 )
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches over ``n`` examples, reshuffled every epoch, forever."""
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield order[start : start + batch_size]
-
-
-def _schedule(warmup: int, total: int) -> Any:
-    """Linear warm-up to the peak rate, then cosine decay to zero at ``total`` steps."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor
-
-
-@torch.no_grad()
 def accuracy(model: torch.nn.Module, split: data.Split, batch_size: int, device: torch.device) -> float:
     """Fraction of ``split`` classified correctly, in eval mode."""
-    model.eval()
-    correct = 0
-    for start in range(0, len(split), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(split)))
+
+    def correct(index: torch.Tensor) -> int:
         tokens, mask, labels = split.batch(index, device)
-        correct += int((model(tokens, mask).argmax(-1) == labels).sum())
-    return correct / len(split)
+        return int((model(tokens, mask).argmax(-1) == labels).sum())
+
+    return sum(batched_eval(model, len(split), batch_size, correct)) / len(split)
 
 
 class ListOpsTask:
@@ -108,7 +86,7 @@ class ListOpsTask:
         seed_everything(ctx.seed)  # also when run() is called outside the harness
         max_length = int(cfg["max_length"])
         splits = data.load_dir(ctx.data_dir, max_length) if ctx.data_dir is not None else data.generated(cfg)
-        model = ListOpsClassifier(
+        model = SequenceClassifier(
             ctx.attention, vocab_size=len(data.VOCAB), num_classes=data.NUM_CLASSES, max_len=max_length,
             dim=int(cfg["dim"]), depth=int(cfg["depth"]), heads=int(cfg["heads"]),
             ff_dim=int(cfg["ff_dim"]), dropout=float(cfg["dropout"]),
@@ -130,33 +108,14 @@ class ListOpsTask:
 
 
 def train(model: torch.nn.Module, split: data.Split, ctx: RunContext, batch_size: int) -> list[float]:
-    """``ctx.config["steps"]`` AdamW steps on ``split``, timed by ``ctx.meter``; returns the losses.
+    """The profile's AdamW steps on ``split`` through the harness's shared loop; returns the losses."""
 
-    Every step's loss goes to ``ctx.progress.advance``, which raises when it is NaN or Inf.
-    """
-    cfg = ctx.config
-    steps = int(cfg["steps"])
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98)
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(int(cfg["warmup_steps"]), steps))
-    batches = _batches(len(split), batch_size, torch.Generator().manual_seed(ctx.seed))
-    losses: list[float] = []
-    ctx.progress.start(steps, "train")
-    model.train()
-    with ctx.meter.train():
-        for _ in range(steps):
-            tokens, mask, labels = split.batch(next(batches), ctx.device)
-            loss = F.cross_entropy(model(tokens, mask), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["clip_norm"]))
-            optimizer.step()
-            scheduler.step()
-            ctx.meter.count(batch_size)
-            losses.append(loss.item())
-            ctx.progress.advance(1, loss=losses[-1])
-    return losses
+    def loss(index: torch.Tensor) -> tuple[torch.Tensor, int]:
+        tokens, mask, labels = split.batch(index, ctx.device)
+        return F.cross_entropy(model(tokens, mask), labels), len(index)
+
+    batches = shuffled_batches(len(split), batch_size, torch.Generator().manual_seed(ctx.seed))
+    return train_steps(model, ctx, TrainConfig.from_profile(ctx.config), batches, loss)
 
 
 TASK = ListOpsTask()

@@ -1,0 +1,1 @@
+"""Task package under construction in this session: registers nothing yet."""
