@@ -36,6 +36,7 @@ class Meter:
         self.train_examples = 0
         self._model: nn.Module | None = None
         self._inputs: tuple[Any, ...] = ()
+        self.artifacts: dict[str, str] = {}
 
     @contextmanager
     def train(self) -> Iterator[None]:
@@ -56,6 +57,10 @@ class Meter:
         """Hand over the trained model and one input batch (positional forward args)."""
         self._model = model
         self._inputs = inputs
+
+    def artifact(self, name: str, path: Any) -> None:
+        """Record a file the task wrote (e.g. ``"attention_map"`` → a PNG in ``ctx.workdir``)."""
+        self.artifacts[str(name)] = str(path)
 
     def figures(self) -> dict[str, float]:
         """The efficiency figures for the result row."""
