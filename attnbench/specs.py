@@ -73,6 +73,9 @@ class AttentionSpec:
     promises when built with ``tolerance_options`` (e.g. many random features); None
     means no agreement is claimed (positional variants, elu+1 linear attention).
     ``available(device)`` returns None when the variant can run there, else the reason.
+    ``options`` declares the knobs the variant reads from ``AttentionConfig.options``,
+    with their defaults (``{"window": 64}``); ``attnbench run --variant-option
+    NAME.KEY=VALUE`` accepts exactly these keys, converted to the default's type.
     """
 
     name: str
@@ -90,6 +93,7 @@ class AttentionSpec:
     tolerance_options: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
     available: Callable[[torch.device], str | None] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def capabilities(self) -> dict[str, bool]:
         """The declared capabilities by name (see :data:`CAPABILITIES`)."""
@@ -177,7 +181,13 @@ class Task(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class ResultRow:
-    """One finished pairing, as stored in the results store."""
+    """One finished pairing, as stored in the results store.
+
+    ``config`` is the resolved setup: the task's profile configuration after any
+    ``--set`` overrides, and the variant's ``--variant-option`` values under
+    ``"variant_options"``; ``config_hash`` is its hash. ``artifacts`` names files the
+    pairing wrote (an attention map, …) by kind.
+    """
 
     task: str
     variant: str
@@ -197,6 +207,8 @@ class ResultRow:
     device: str = ""
     finished_at: float = 0.0
     duration_s: float = 0.0
+    config: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str, int, str, str]:

@@ -18,14 +18,17 @@ from attnbench.errors import StoreError
 from attnbench.specs import ResultRow
 
 SCHEMA_NAME = "attnbench-results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("attnbench-results") / "results.sqlite"
+
+#: Columns added since version 1, with their definitions (added in place when an older store opens).
+_ADDED = {"config": "TEXT NOT NULL DEFAULT '{}'", "artifacts": "TEXT NOT NULL DEFAULT '{}'"}
 
 #: Statuses that --resume treats as done; failed and timed-out pairings are retried.
 FINISHED = ("ok", "unsupported", "diverged")
 
 _KEY = ("task", "variant", "profile", "seed", "environment", "config_hash")
-_JSON = ("metrics", "efficiency")
+_JSON = ("metrics", "efficiency", "config", "artifacts")
 _COLUMNS = [f.name for f in fields(ResultRow)]
 
 _CREATE = f"""
@@ -37,6 +40,7 @@ CREATE TABLE IF NOT EXISTS results (
     attnbench_version TEXT NOT NULL, plugin TEXT NOT NULL, distribution TEXT NOT NULL,
     distribution_version TEXT NOT NULL, torch_version TEXT NOT NULL, device TEXT NOT NULL,
     finished_at REAL NOT NULL, duration_s REAL NOT NULL,
+    config TEXT NOT NULL DEFAULT '{{}}', artifacts TEXT NOT NULL DEFAULT '{{}}',
     PRIMARY KEY ({", ".join(_KEY)})
 );
 """
@@ -60,6 +64,7 @@ class Store:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?), ('version', ?)",
                                  (SCHEMA_NAME, str(SCHEMA_VERSION)))
             self._check_schema()
+            self._upgrade()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{self.path} is not an attnbench results store ({exc}); "
@@ -81,6 +86,14 @@ class Store:
                 f"{self.path} was written by a newer attnbench (store version {meta['version']}, "
                 f"this one reads {SCHEMA_VERSION}); upgrade attnbench"
             )
+
+    def _upgrade(self) -> None:
+        """Bring a store written by an older attnbench up to this version (columns only ever added)."""
+        present = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}
+        for column, definition in _ADDED.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE results ADD COLUMN {column} {definition}")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
 
     def write(self, row: ResultRow) -> None:
         """Insert or replace one row, committed at once."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from attnbench.cli import console, warn_plugin_errors
 from attnbench.runner.device import DEVICE_CHOICES, resolve_device
 from attnbench.runner.matrix import plan, run_matrix, split_resumed
+from attnbench.runner.overrides import parse_assignment, parse_sweep, parse_variant_options
 from attnbench.runner.pairing import Pairing
 from attnbench.specs import PROFILES, ResultRow
 from attnbench.store import DEFAULT_STORE, Store
@@ -23,6 +24,9 @@ examples:
   attnbench run --tasks listops --variants 'sdpa*,linear' --profile smoke
   attnbench run --profile quick --resume             only what the store lacks
   attnbench run --tasks listops --data-dir ~/lra/listops --profile full --device cuda
+  attnbench run --tasks lra-text --set length=1024 --set steps=500    change the task's settings
+  attnbench run --tasks lra-text --variants sdpa,local --variant-option local.window=128
+  attnbench run --tasks lra-text --variants sdpa,linear,local --sweep length=256,512,1024
 """
 
 
@@ -60,6 +64,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip pairings the store already holds as finished")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="the task's data in its field's standard format (default: embedded data)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the task's profile (repeatable; `attnbench list tasks -v` shows them); "
+                   "rows with overrides get their own configuration hash")
+    p.add_argument("--variant-option", dest="variant_options", action="append", default=[], metavar="NAME.KEY=VALUE",
+                   help="set an option the variant declares, e.g. local.window=256 (repeatable)")
+    p.add_argument("--sweep", default=None, metavar="KEY=V1,V2,...",
+                   help="run the matrix once per value of a profile key, e.g. length=256,512,1024")
     p.add_argument("--store", default=str(DEFAULT_STORE), metavar="FILE",
                    help=f"SQLite results store (default: {DEFAULT_STORE})")
     return p
@@ -75,7 +86,8 @@ class RichDisplay:
 
     @staticmethod
     def _label(p: Pairing) -> str:
-        return f"{p.task} × {p.variant} (seed {p.seed})"
+        changed = "".join(f" {k}={v}" for k, v in (*p.overrides, *p.variant_options))
+        return f"{p.task} × {p.variant} (seed {p.seed}{changed})"
 
     def started(self, pairing: Pairing) -> None:
         self._bars[pairing] = self._progress.add_task(self._label(pairing), total=None, info="starting")
@@ -106,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.jobs < 1:
         raise SystemExit("error: --jobs must be at least 1")
+    overrides = dict(parse_assignment(item, "--set") for item in args.overrides)
+    sweep = parse_sweep(args.sweep) if args.sweep else None
     pairings = plan(tasks=args.tasks, variants=args.variants, profile=args.profile, seeds=args.seeds,
-                    data_dir=args.data_dir)
+                    data_dir=args.data_dir, overrides=overrides, variant_options=parse_variant_options(args.variant_options),
+                    sweep=sweep)
     with Store(args.store) as store:
         todo = pairings
         if args.resume:
@@ -118,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{args.jobs} at a time → {args.store}")
         start = time.perf_counter()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}"))
+                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
         with Progress(*columns, console=console, transient=False) as progress:
             rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo)),
                               jobs=args.jobs, timeout=args.timeout)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -81,8 +82,10 @@ def threads_per_worker(jobs: int) -> int:
 class LocalExecutor:
     """Runs pairings in worker processes on this machine."""
 
-    def __init__(self, device: torch.device, *, jobs: int = 1, timeout: float | None = None) -> None:
+    def __init__(self, device: torch.device, *, jobs: int = 1, timeout: float | None = None,
+                 artifacts: Path | None = None) -> None:
         self.device = device
+        self.artifacts = artifacts
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self._ctx = _context(device)
@@ -116,7 +119,7 @@ class LocalExecutor:
 
     def _start(self, pairing: Pairing) -> _Running:
         parent, child = self._ctx.Pipe(duplex=False)
-        workdir = tempfile.mkdtemp(prefix=f"attnbench-{pairing.task}-{pairing.variant}-")
+        workdir = pairing_workdir(pairing, self.device, self.artifacts)
         process = self._ctx.Process(
             target=worker.main,
             args=(child, pairing, str(self.device), threads_per_worker(self.jobs), workdir, os.getpid()),
@@ -155,6 +158,17 @@ class LocalExecutor:
     def _row(self, r: _Running, status: str, error: str) -> ResultRow:
         return ResultRow(**base_fields(r.pairing, self.device), status=status, error=error,
                          finished_at=time.time(), duration_s=round(time.monotonic() - r.started, 3))
+
+
+def pairing_workdir(pairing: Pairing, device: torch.device, root: Path | None) -> str:
+    """Where a pairing writes its files: ``ROOT/<task>/<variant>/<profile>-seed<N>-<config hash>``,
+    kept beside the store so a report can show them; a temporary folder when there is no root."""
+    if root is None:
+        return tempfile.mkdtemp(prefix=f"attnbench-{pairing.task}-{pairing.variant}-")
+    base = base_fields(pairing, device)
+    path = Path(root) / pairing.task / pairing.variant / f"{pairing.profile}-seed{pairing.seed}-{base['config_hash']}"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 def _stop(r: _Running) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from attnbench import plugins
-from attnbench.errors import DataError
+from attnbench.errors import DataError, UnknownNameError
 from attnbench.runner.local import Display, LocalExecutor
+from attnbench.runner.overrides import Overrides, apply_task_overrides, check_variant_options, freeze
 from attnbench.runner.pairing import Pairing, profile_config, row_key
 from attnbench.specs import ResultRow
 from attnbench.store import Store
@@ -26,18 +28,36 @@ class Plan:
 
 def plan(
     *, tasks: Sequence[str] | None, variants: Sequence[str] | None, profile: str, seeds: Sequence[int],
-    data_dir: str | Path | None = None,
+    data_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+    variant_options: Mapping[str, Overrides] | None = None, sweep: tuple[str, Sequence[Any]] | None = None,
 ) -> list[Pairing]:
-    """Every pairing of the selected tasks and variants (names or globs) for each seed.
+    """Every pairing of the selected tasks and variants (names or globs) for each seed,
+    and for each value of the ``sweep`` key when one is given.
 
-    Unknown names, unknown profiles and a missing ``data_dir`` are errors here, before any
-    work starts.
+    ``overrides`` replace profile keys of every selected task (``--set``);
+    ``variant_options`` map a variant name to its options (``--variant-option``). Unknown
+    names, profiles, keys, options, values of the wrong type and a missing ``data_dir``
+    are errors here, before any work starts.
     """
     loaded = plugins.load()
     chosen_tasks = loaded.tasks.select(tasks)
     chosen_variants = loaded.attention.select(variants)
+    options = dict(variant_options or {})
+    chosen_names = {v.name for v in chosen_variants}
+    for name, opts in options.items():
+        if name not in chosen_names:
+            raise UnknownNameError(f"--variant-option names {name!r}, which is not among the selected variants "
+                                   f"({', '.join(sorted(chosen_names))})")
+        options[name] = freeze(check_variant_options(name, loaded.attention.get(name).options, opts))
+    points: list[dict[str, Any]] = [dict(overrides or {})]
+    if sweep is not None:
+        key, values = sweep
+        points = [{**points[0], key: value} for value in values]
+    per_task: dict[str, list[Overrides]] = {}
     for task in chosen_tasks:
-        profile_config(task, profile)
+        config = profile_config(task, profile)
+        per_task[task.name] = [freeze(_changed(config, apply_task_overrides(task.name, config, p.items())))
+                               for p in points]
     if data_dir is not None:
         path = Path(data_dir)
         if not path.is_dir():
@@ -45,9 +65,15 @@ def plan(
                             "data in its standard format, or leave it out to use the embedded default data")
         data_dir = str(path.resolve())
     return [
-        Pairing(task=t.name, variant=v.name, profile=profile, seed=seed, data_dir=data_dir)
-        for t in chosen_tasks for v in chosen_variants for seed in seeds
+        Pairing(task=t.name, variant=v.name, profile=profile, seed=seed, data_dir=data_dir,
+                overrides=point, variant_options=options.get(v.name, ()))
+        for t in chosen_tasks for point in per_task[t.name] for v in chosen_variants for seed in seeds
     ]
+
+
+def _changed(config: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys whose resolved value differs from the profile's (an override equal to it changes nothing)."""
+    return {k: v for k, v in resolved.items() if config[k] != v}
 
 
 def split_resumed(pairings: list[Pairing], store: Store, device: torch.device) -> Plan:
@@ -70,5 +96,6 @@ def run_matrix(
         store.write(row)
         rows.append(row)
 
-    LocalExecutor(device, jobs=jobs, timeout=timeout).run(pairings, on_row, display)
+    artifacts = store.path.parent / "artifacts"
+    LocalExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts).run(pairings, on_row, display)
     return rows

@@ -8,6 +8,7 @@ in-process. It never raises for the pairing's own failures: it returns a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -27,19 +28,27 @@ from attnbench.errors import DataError, UnknownNameError
 from attnbench.nn.attention import build_attention
 from attnbench.runner.device import describe, reset_peak_memory
 from attnbench.runner.meter import Meter
-from attnbench.specs import PROFILES, AttentionSpec, ResultRow, RunContext, Task
+from attnbench.runner.overrides import Overrides, apply_task_overrides
+from attnbench.specs import PROFILES, AttentionConfig, AttentionSpec, ResultRow, RunContext, Task
 from attnbench.training.seeding import seed_everything
 
 
 @dataclass(frozen=True, kw_only=True)
 class Pairing:
-    """What to run: names only, so it crosses process boundaries as plain data."""
+    """What to run: names and plain values, so it crosses process boundaries as data.
+
+    ``overrides`` replace keys of the task's profile (``--set``, ``--sweep``);
+    ``variant_options`` reach the variant's ``AttentionConfig.options``
+    (``--variant-option``). Both are sorted ``(key, value)`` pairs.
+    """
 
     task: str
     variant: str
     profile: str
     seed: int
     data_dir: str | None = None
+    overrides: Overrides = ()
+    variant_options: Overrides = ()
 
 
 class Diverged(Exception):
@@ -72,11 +81,45 @@ def profile_config(task: Task, profile: str) -> Mapping[str, Any]:
     return task.profiles[profile]
 
 
-def config_hash(task: Task, profile: str, data_dir: str | None) -> str:
-    """A short hash of everything that defines the task's setup, so differing rows never merge."""
-    payload = {"task": task.name, "profile": profile, "config": profile_config(task, profile),
-               "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+def resolved_config(task: Task, pairing: Pairing) -> dict[str, Any]:
+    """The task's configuration for the pairing: its profile with the ``--set`` overrides applied."""
+    return apply_task_overrides(task.name, profile_config(task, pairing.profile), pairing.overrides)
+
+
+def row_config(task: Task, pairing: Pairing) -> dict[str, Any]:
+    """What the row stores as its setup: the resolved task configuration, plus variant options if any."""
+    config = resolved_config(task, pairing)
+    if pairing.variant_options:
+        config["variant_options"] = dict(pairing.variant_options)
+    return config
+
+
+def config_hash(task: Task, pairing: Pairing) -> str:
+    """A short hash of everything that defines the pairing's setup, so differing rows never merge.
+
+    It covers the resolved task configuration (overrides included), the data directory and
+    the variant options; a pairing without overrides or options hashes as it always has.
+    """
+    payload: dict[str, Any] = {
+        "task": task.name, "profile": pairing.profile, "config": resolved_config(task, pairing),
+        "data_dir": str(Path(pairing.data_dir).resolve()) if pairing.data_dir else None,
+    }
+    if pairing.variant_options:
+        payload["variant_options"] = dict(pairing.variant_options)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def with_options(spec: AttentionSpec, options: Overrides) -> AttentionSpec:
+    """``spec`` whose modules are built with ``options`` merged over the model's own (user's win)."""
+    if not options:
+        return spec
+    extra = dict(options)
+    build = spec.build
+
+    def build_with_options(config: AttentionConfig) -> Any:
+        return build(dataclasses.replace(config, options={**config.options, **extra}))
+
+    return dataclasses.replace(spec, build=build_with_options)
 
 
 def environment(device: torch.device) -> str:
@@ -104,9 +147,10 @@ def base_fields(pairing: Pairing, device: torch.device) -> dict[str, Any]:
     info = loaded.info_for("attention", spec.name)
     return dict(
         task=task.name, variant=spec.name, profile=pairing.profile, seed=pairing.seed,
-        environment=environment(device), config_hash=config_hash(task, pairing.profile, pairing.data_dir),
+        environment=environment(device), config_hash=config_hash(task, pairing),
         attnbench_version=__version__, plugin=info.source, distribution=info.distribution,
         distribution_version=info.version, torch_version=torch.__version__, device=describe(device),
+        config=row_config(task, pairing),
     )
 
 
@@ -120,7 +164,7 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
             workdir: Path | None = None) -> ResultRow:
     """Run one pairing here and return its row (status says how it went)."""
     task = plugins.get_task(pairing.task)
-    spec = plugins.get_attention(pairing.variant)
+    spec = with_options(plugins.get_attention(pairing.variant), pairing.variant_options)
     base = base_fields(pairing, device)
     start = time.perf_counter()
 
@@ -137,14 +181,14 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"attnbench-{task.name}-{spec.name}-"))
     ctx = RunContext(
         attention=spec, make_attention=lambda config: build_attention(spec, config), device=device,
-        seed=pairing.seed, profile=pairing.profile, config=profile_config(task, pairing.profile),
+        seed=pairing.seed, profile=pairing.profile, config=resolved_config(task, pairing),
         data_dir=Path(pairing.data_dir) if pairing.data_dir else None,
         progress=progress or NullProgress(), workdir=workdir, meter=meter,
     )
     try:
         metrics = {k: float(v) for k, v in dict(task.run(ctx)).items()}
     except Diverged as exc:
-        return row("diverged", error=str(exc), efficiency=meter.figures())
+        return row("diverged", error=str(exc), efficiency=meter.figures(), artifacts=meter.artifacts)
     except DataError:
         raise  # bad input is the user's to fix, not a pairing result
     except Exception:  # noqa: BLE001 — any failure of the pairing becomes a 'failed' row
@@ -153,8 +197,12 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
         return row("failed", metrics=metrics,
                    error=f"task {task.name!r} returned no {task.metric.name!r} metric (got {sorted(metrics)})")
     if not all(math.isfinite(v) for v in metrics.values()):
-        return row("diverged", metrics=metrics, error="a metric is NaN or Inf", efficiency=meter.figures())
-    return row("ok", metrics=metrics, efficiency=meter.figures())
+        return row("diverged", metrics=metrics, error="a metric is NaN or Inf", efficiency=meter.figures(),
+                   artifacts=meter.artifacts)
+    return row("ok", metrics=metrics, efficiency=meter.figures(), artifacts=meter.artifacts)
 
 
-__all__ = ["Diverged", "Pairing", "base_fields", "config_hash", "environment", "execute", "row_key"]
+__all__ = [
+    "Diverged", "Pairing", "base_fields", "config_hash", "environment", "execute", "resolved_config", "row_config",
+    "row_key", "with_options",
+]

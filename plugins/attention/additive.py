@@ -90,4 +90,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Bahdanau et al. 2015, Neural Machine Translation by Jointly Learning to Align and Translate",
+        options={"additive_dim": None, "additive_chunk_elements": 2**24},
     ))

@@ -115,4 +115,5 @@ def register_attention(register):
         cross=True,
         weights=False,
         citation="Qin et al. 2022, cosFormer: Rethinking Softmax in Attention (ICLR)",
+        options={"chunk_size": 64},
     ))

@@ -115,4 +115,5 @@ def register_attention(register):
         weights=False,
         tolerance=None,  # a different similarity, not an approximation of softmax
         citation="Katharopoulos et al. 2020, Transformers are RNNs (ICML)",
+        options={"chunk": 64},
     ))

@@ -89,4 +89,5 @@ def register_attention(register):
         needs_max_len=True,
         tolerance=None,  # learned projections do not approximate softmax at initialisation
         citation="Wang et al. 2020, Linformer: Self-Attention with Linear Complexity (arXiv:2006.04768)",
+        options={"k": 64},
     ))

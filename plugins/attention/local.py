@@ -131,4 +131,5 @@ def register_attention(register):
         tolerance=1e-5,
         tolerance_options={"window": 10_000},
         citation="Beltagy et al. 2020, Longformer (arXiv:2004.05150); Parmar et al. 2018, Image Transformer",
+        options={"window": 64},
     ))

@@ -139,4 +139,5 @@ def register_attention(register):
         tolerance=0.01,
         tolerance_options={"landmarks": 32},
         citation="Xiong et al. 2021, Nyströmformer (AAAI)",
+        options={"landmarks": 32, "pinv_iterations": 6, "conv": 0},
     ))

@@ -139,4 +139,5 @@ def register_attention(register):
         tolerance=0.05,
         tolerance_options={"num_features": 8192},
         citation="Choromanski et al. 2021, Rethinking Attention with Performers (ICLR)",
+        options={"num_features": 256, "chunk": 128},
     ))

@@ -91,4 +91,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Raffel et al. 2020, T5 (JMLR); Shaw et al. 2018, Relative Position Representations",
+        options={"num_buckets": 32, "max_distance": 128},
     ))

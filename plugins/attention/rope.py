@@ -76,4 +76,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding",
+        options={"rope_base": 10000.0},
     ))

@@ -170,4 +170,5 @@ def register_attention(register):
         tolerance=1e-5,
         tolerance_options={"block": 8, "random": 4},
         citation="Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences (NeurIPS)",
+        options={"block": 32, "window": 3, "globals": 1, "random": 2},
     ))
