@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from attnbench import memory
 from attnbench.flops import flop_counter
-from attnbench.runner.device import reset_peak_memory, resolve_device, synchronize
+from attnbench.runner.device import resolve_device, synchronize
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -59,12 +59,7 @@ class Job:
 
 def memory_method(device: torch.device) -> str:
     """How peak memory is read on ``device``, in words for the output."""
-    if device.type == "cuda":
-        return "cuda: torch.cuda.max_memory_allocated after reset, minus memory allocated before the pass"
-    if device.type == "cpu":
-        return ("cpu: torch.profiler memory events (profile_memory=True), peak of the running sum of "
-                "allocations minus frees during the pass")
-    return f"{device.type}: not measured (no peak-memory counter for this device)"
+    return memory.method(device)
 
 
 def time_call(fn: Callable[[], object], device: torch.device, *, repeats: int, budget: float = float("inf"),
@@ -101,44 +96,13 @@ def peak_memory_and_flops(fn: Callable[[], object], device: torch.device) -> tup
     two figures can share one call.
     """
     counter = flop_counter()
-    if device.type == "cuda":
-        synchronize(device)
-        reset_peak_memory(device)
-        before = torch.cuda.memory_allocated(device)
+
+    def counted() -> None:
         with counter:
             fn()
-        synchronize(device)
-        peak: float | None = (torch.cuda.max_memory_allocated(device) - before) / MB
-    elif device.type == "cpu":
-        peak = _cpu_profiler_peak(lambda: _counted(counter, fn)) / MB
-    else:
-        with counter:
-            fn()
-        peak = None
+
+    peak = memory.peak_tensor_mb(counted, device)
     return peak, float(counter.get_total_flops())
-
-
-def _counted(counter: FlopCounterMode, fn: Callable[[], object]) -> None:
-    with counter:
-        fn()
-
-
-def _cpu_profiler_peak(fn: Callable[[], object]) -> int:
-    """Bytes at the peak of the running sum of the profiler's CPU allocation events."""
-    from torch.autograd import DeviceType
-    from torch.autograd.profiler import profile  # torch.profiler.profile wraps it and imports inductor (~1 s)
-
-    with profile(use_cpu=True, profile_memory=True, use_kineto=True) as prof:
-        fn()
-    # The raw event stream: FunctionEvent lists attribute allocations to ops and lose their order.
-    events = [e for e in prof.kineto_results.events()
-              if e.name() == "[memory]" and e.device_type() in (DeviceType.CPU, DeviceType.MKLDNN)]
-    events.sort(key=lambda e: e.start_ns())
-    running = peak = 0
-    for event in events:
-        running += event.nbytes()
-        peak = max(peak, running)
-    return peak
 
 
 def run_job(job: Job, emit: Callable[[dict[str, Any]], None]) -> None:

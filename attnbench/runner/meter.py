@@ -4,9 +4,14 @@ A task marks its training with ``with ctx.meter.train(): ...``, counts the examp
 trains on with ``ctx.meter.count(n)``, and hands over its trained model with one input
 batch via ``ctx.meter.model(model, *batch)``. After the task returns, the harness counts
 parameters and FLOPs (``torch.utils.flop_counter.FlopCounterMode``, one forward pass),
-times inference (warm-up, then the median of repeats) and reads peak memory: on CUDA the
-allocator's peak (``peak_alloc_mb``); on CPU the peak resident set of the worker process,
-which is a fresh process per pairing (``peak_rss_mb``, includes the interpreter and torch).
+times inference (warm-up, then the median of repeats) and measures the model's memory:
+
+* ``step_peak_mb`` — peak tensor memory of one training step (forward, then backward of
+  the sum of the model's floating outputs) on the handed batch, above what was live
+  before it: the allocator's peak on CUDA, ``torch.profiler`` memory events on CPU (see
+  :mod:`attnbench.memory`). This is the figure that shows an attention's memory cost.
+* ``peak_alloc_mb`` (CUDA) / ``peak_rss_mb`` (CPU) — the whole pairing's peak, kept as a
+  secondary column; RSS includes the interpreter and torch (~600 MB).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from attnbench import memory
 from attnbench.flops import flop_counter
 from attnbench.runner.device import synchronize
 
@@ -90,10 +96,41 @@ class Meter:
                 model(*inputs)
                 synchronize(self.device)
                 times.append(time.perf_counter() - start)
+        step_peak = training_step_peak_mb(model, inputs, self.device)
+        if step_peak is not None:
+            figures["step_peak_mb"] = step_peak
         model.train(was_training)
         figures["infer_ms_per_batch"] = statistics.median(times) * 1000
         figures["infer_batch"] = float(batch)
         return figures
+
+
+def _floating_sum(output: Any) -> torch.Tensor | None:
+    """The sum of every floating tensor in a model's output (tensor, tuple, list or dict)."""
+    if isinstance(output, torch.Tensor):
+        return output.float().sum() if output.is_floating_point() and output.requires_grad else None
+    parts = output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else ()
+    sums = [s for s in map(_floating_sum, parts) if s is not None]
+    return torch.stack(sums).sum() if sums else None
+
+
+def training_step_peak_mb(model: nn.Module, inputs: tuple[Any, ...], device: torch.device) -> float | None:
+    """Peak tensor MiB of one forward + backward of ``model(*inputs)`` in training mode, or None
+    when the output has no differentiable floating tensor. Gradients are cleared afterwards."""
+    model.train()
+    differentiable: list[bool] = []
+
+    def step() -> None:
+        loss = _floating_sum(model(*inputs))
+        differentiable.append(loss is not None)
+        if loss is not None:
+            loss.backward()
+
+    try:
+        peak = memory.peak_tensor_mb(step, device)
+    finally:
+        model.zero_grad(set_to_none=True)
+    return peak if differentiable and differentiable[0] else None
 
 
 def _batch_size(inputs: tuple[Any, ...]) -> int:
