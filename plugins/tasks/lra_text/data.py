@@ -34,29 +34,43 @@ IMDB_VAL_FRACTION = 0.1
 IMDB_LAYOUT = "the aclImdb layout: train/pos/*.txt, train/neg/*.txt, test/pos/*.txt, test/neg/*.txt (one review a file)"
 
 
-def to_tokens(documents: Sequence[bytes], length: int) -> torch.Tensor:
-    """Byte ids (N, length) int16: each document's first ``length`` bytes + :data:`OFFSET`, padded with :data:`PAD`."""
-    tokens = np.zeros((len(documents), length), dtype=np.int16)
+def to_bytes(documents: Sequence[bytes], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bytes (N, length) uint8, lengths (N,))``: each document's first ``length`` bytes, zero-filled after.
+
+    Bytes are stored raw (a byte per byte, half the memory of ids); :func:`byte_ids` turns
+    them into ids on the way to the model.
+    """
+    table = np.zeros((len(documents), length), dtype=np.uint8)
+    lengths = np.zeros(len(documents), dtype=np.int64)
     for n, doc in enumerate(documents):
         cut = np.frombuffer(doc[:length], dtype=np.uint8)
-        tokens[n, : cut.size] = cut.astype(np.int16) + OFFSET
-    return torch.from_numpy(tokens)
+        table[n, : cut.size] = cut
+        lengths[n] = cut.size
+    return torch.from_numpy(table), torch.from_numpy(lengths)
+
+
+def byte_ids(raw: torch.Tensor, lengths: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """LRA's ids (B, L) long (byte + :data:`OFFSET`, :data:`PAD` after each document's end) and the mask, True = byte."""
+    raw, lengths = raw.to(device), lengths.to(device)
+    mask = torch.arange(raw.shape[1], device=device) < lengths[:, None]
+    return torch.where(mask, raw.long() + OFFSET, PAD), mask
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``tokens`` (N, L) int16 byte ids padded with :data:`PAD`, ``labels`` (N,)."""
+    """One split: ``raw`` (N, L) uint8 document bytes, ``lengths`` (N,) bytes kept of each, ``labels`` (N,)."""
 
-    tokens: torch.Tensor
+    raw: torch.Tensor
+    lengths: torch.Tensor
     labels: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def batch(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Examples ``index`` on ``device``: tokens (B, L) long, mask (B, L) True = byte, labels (B,)."""
-        tokens = self.tokens[index].to(device=device, dtype=torch.long)
-        return tokens, tokens != PAD, self.labels[index].to(device)
+        """Examples ``index`` on ``device``: ids (B, L) long, mask (B, L) True = byte, labels (B,)."""
+        tokens, mask = byte_ids(self.raw[index], self.lengths[index], device)
+        return tokens, mask, self.labels[index].to(device)
 
     def majority_fraction(self) -> float:
         """The share of the most common label: the accuracy of always guessing it."""
@@ -74,7 +88,8 @@ class Splits:
 
 
 def _split(documents: Sequence[bytes], labels: Sequence[int], length: int) -> Split:
-    return Split(tokens=to_tokens(documents, length), labels=torch.tensor(list(labels), dtype=torch.long))
+    raw, lengths = to_bytes(documents, length)
+    return Split(raw=raw, lengths=lengths, labels=torch.tensor(list(labels), dtype=torch.long))
 
 
 def news_documents() -> tuple[list[bytes], list[int], tuple[str, ...]]:
