@@ -109,13 +109,19 @@ class AttentionSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Metric:
-    """A task's primary quality metric."""
+    """A task's primary quality metric.
+
+    ``baseline`` names the key of ``run()``'s metrics that holds a trivial predictor's
+    score on the same data (majority class, chance, copying the source…); the overall
+    leaderboard normalizes each task as (score − baseline) / (sdpa − baseline).
+    """
 
     name: str
     higher_is_better: bool = True
     unit: str = ""
     lower: float | None = None
     upper: float | None = None
+    baseline: str = ""
 
     def in_range(self, value: float) -> bool:
         """Whether ``value`` lies within the metric's declared bounds."""

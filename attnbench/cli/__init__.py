@@ -19,8 +19,15 @@ from attnbench.errors import AttnbenchError
 
 COMMANDS = ("list", "plugins", "run", "report", "bench")
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A rich console; off a terminal (a pipe, a file) tables are never wrapped mid-name."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 100_000
+    return Console(stderr=stderr, width=wide)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from attnbench import plugins
 from attnbench.cli import console, warn_plugin_errors
-from attnbench.specs import CAPABILITIES
+from attnbench.cli.output import add_format_flag, emit
+from attnbench.specs import CAPABILITIES, PROFILES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,40 +18,48 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("what", nargs="?", choices=["attention", "tasks", "all"], default="all",
                    help="what to list (default: all)")
+    p.add_argument("--settings", choices=PROFILES, default=None, metavar="PROFILE",
+                   help="list every task's settings at PROFILE instead (the keys `run --set` accepts)")
+    add_format_flag(p)
     return p
 
 
-def _mark(flag: bool) -> str:
-    return "[green]✓[/]" if flag else "[dim]·[/]"
-
-
-def attention_table(loaded: plugins.Plugins) -> Table:
-    table = Table(title=f"attention variants ({len(loaded.attention)})")
-    for col in ("name", "complexity", "exact", *CAPABILITIES, "max_len", "summary", "plugin"):
-        table.add_column(col, overflow="fold")
+def attention_rows(loaded: plugins.Plugins) -> tuple[list[str], list[list[object]]]:
+    header = ["name", "complexity", "exact", *CAPABILITIES, "needs_max_len", "options", "summary", "plugin"]
+    rows = []
     for spec in loaded.attention:
         caps = spec.capabilities()
-        table.add_row(spec.name, spec.complexity, _mark(spec.exact), *(_mark(caps[c]) for c in CAPABILITIES),
-                      "needs" if spec.needs_max_len else "", spec.summary, loaded.attention.source(spec.name))
-    return table
+        options = ", ".join(f"{k}={v}" for k, v in spec.options.items())
+        rows.append([spec.name, spec.complexity, spec.exact, *(caps[c] for c in CAPABILITIES), spec.needs_max_len,
+                     options, spec.summary, loaded.attention.source(spec.name)])
+    return header, rows
 
 
-def task_table(loaded: plugins.Plugins) -> Table:
-    table = Table(title=f"tasks ({len(loaded.tasks)})")
-    for col in ("name", "domain", "metric", "requires", "profiles", "description", "plugin"):
-        table.add_column(col, overflow="fold")
+def task_rows(loaded: plugins.Plugins) -> tuple[list[str], list[list[object]]]:
+    header = ["name", "domain", "metric", "requires", "profiles", "description", "plugin"]
+    rows = []
     for task in loaded.tasks:
         arrow = "↑" if task.metric.higher_is_better else "↓"
-        table.add_row(task.name, task.domain, f"{task.metric.name} {arrow}", ", ".join(sorted(task.requires)) or "—",
-                      ", ".join(task.profiles), task.description, loaded.tasks.source(task.name))
-    return table
+        rows.append([task.name, task.domain, f"{task.metric.name} {arrow}", ", ".join(sorted(task.requires)) or "—",
+                     ", ".join(task.profiles), task.description, loaded.tasks.source(task.name)])
+    return header, rows
+
+
+def settings_rows(loaded: plugins.Plugins, profile: str) -> tuple[list[str], list[list[object]]]:
+    header = ["task", "setting", profile]
+    rows = [[task.name, key, value] for task in loaded.tasks for key, value in task.profiles.get(profile, {}).items()]
+    return header, rows
 
 
 def run(args: argparse.Namespace) -> int:
     warn_plugin_errors()
     loaded = plugins.load()
+    if args.settings:
+        emit(args.format, f"task settings at profile {args.settings} (change them with run --set KEY=VALUE)",
+             *settings_rows(loaded, args.settings), console)
+        return 0
     if args.what in ("attention", "all"):
-        console.print(attention_table(loaded))
+        emit(args.format, f"attention variants ({len(loaded.attention)})", *attention_rows(loaded), console)
     if args.what in ("tasks", "all"):
-        console.print(task_table(loaded))
+        emit(args.format, f"tasks ({len(loaded.tasks)})", *task_rows(loaded), console)
     return 0

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.table import Table
-
 from attnbench import plugins
 from attnbench.cli import console
+from attnbench.cli.output import add_format_flag, emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,21 +17,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "point, what it registered, or its load error. Disable plugins with ATTNBENCH_DISABLE_PLUGINS=a,b. "
         "Exits with status 1 when any plugin failed to load, so CI can check an installation.",
     )
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    add_format_flag(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     infos = plugins.load().infos
+    failed = 1 if any(i.error for i in infos) else 0
     if args.json:
         print(json.dumps([vars(i) for i in infos], indent=2))
-        return 0
-    table = Table(title=f"attnbench plugins ({len(infos)})")
-    for col in ("entry point", "distribution", "version", "module", "registered", "status"):
-        table.add_column(col, overflow="fold")
+        return failed
+    header = ["entry point", "distribution", "version", "module", "registered", "status"]
+    rows = []
     for i in infos:
         registered = ", ".join([*i.attention, *(f"task:{t}" for t in i.tasks)]) or "—"
-        status = "[dim]disabled[/]" if i.disabled else (f"[red]error:[/] {i.error}" if i.error else "[green]ok[/]")
-        table.add_row(i.name, i.distribution, i.version, i.value, registered, status)
-    console.print(table)
-    return 1 if any(i.error for i in infos) else 0
+        status = "disabled" if i.disabled else (f"error: {i.error}" if i.error else "ok")
+        rows.append([i.name, i.distribution, i.version, i.value, registered, status])
+    emit(args.format, f"attnbench plugins ({len(infos)})", header, rows, console)
+    return failed

@@ -10,9 +10,12 @@ from rich.table import Table
 
 from attnbench import plugins
 from attnbench.cli import console
+from attnbench.cli.output import add_format_flag
 from attnbench.errors import StoreError
 from attnbench.leaderboard import overall_matrix, task_tables
 from attnbench.leaderboard.formats import csv_text, json_text, markdown, matrix_rows, task_rows
+from attnbench.leaderboard.html import render
+from attnbench.leaderboard.sweeps import sweep_rows, sweeps
 from attnbench.store import DEFAULT_STORE, Store
 
 EXAMPLES = """\
@@ -20,6 +23,8 @@ examples:
   attnbench report                                   tables in the terminal + files in attnbench-results/report
   attnbench report --task listops --profile quick
   attnbench report --store runs/gpu.sqlite --out site/leaderboard
+  attnbench report --html site/                      one self-contained page with plots
+  attnbench report --format json | jq '.tasks[0]'    machine-readable, nothing else printed
 """
 
 
@@ -36,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write <task>.md/.csv, overall.md/.csv and leaderboard.json here "
                    "(default: a 'report' folder beside the store)")
+    p.add_argument("--html", default=None, metavar="DIR",
+                   help="also write DIR/report.html: one self-contained page with tables and plots")
+    add_format_flag(p)
     return p
 
 
@@ -63,9 +71,19 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"no results in {path}" + (f" for {where}" if where else ""))
         return 1
     loaded = plugins.load()
-    metrics = {t.name: (t.metric.name, t.metric.higher_is_better) for t in loaded.tasks}
+    metrics = {t.name: t.metric for t in loaded.tasks}
     tables = task_tables(rows, metrics)
     matrices = overall_matrix(tables)
+    found = sweeps(rows, metrics)
+    if args.format == "json":
+        print(json_text(tables, matrices, found))
+        return 0
+    if args.format == "csv":
+        for t in tables:
+            header, body = task_rows(t)
+            print(csv_text(["task", "profile", "environment", "config", *header],
+                           [[t.task, t.profile, t.environment, t.config_hash, *b] for b in body]), end="")
+        return 0
     out = Path(args.out) if args.out else path.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -76,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         stem.with_suffix(".md").write_text(f"## {t.title}\n\n" + markdown(header, body))
         stem.with_suffix(".csv").write_text(csv_text(header, body))
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    for s in found:
+        header, body = sweep_rows(s)
+        title = f"{s.task} versus {s.key} · {s.profile} · {s.environment} ({s.metric} · train s · step peak MB)"
+        console.print(_rich(title, header, body))
+        stem = out / _slug(f"{s.task}-{s.profile}-vs-{s.key}-{s.environment.split('|')[0]}")
+        stem.with_suffix(".md").write_text(f"## {title}\n\n" + markdown(header, body))
+        written.append(stem.with_suffix(".md"))
     md = []
     for m in matrices:
         header, body = matrix_rows(m)
@@ -83,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         md.append(f"## overall · {m.environment}\n\n" + markdown(header, body))
         (out / f"overall-{_slug(m.environment)[:60]}.csv").write_text(csv_text(header, body))
     (out / "overall.md").write_text("\n".join(md))
-    (out / "leaderboard.json").write_text(json_text(tables, matrices))
+    (out / "leaderboard.json").write_text(json_text(tables, matrices, found))
     console.print(f"wrote {len(written) + 2 + len(matrices)} files to {out}/")
+    if args.html:
+        page = Path(args.html) / "report.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render(tables, matrices, found, rows, str(path)))
+        console.print(f"wrote {page}")
     return 0

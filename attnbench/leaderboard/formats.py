@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import asdict
 
+from attnbench.leaderboard.sweeps import Sweep
 from attnbench.leaderboard.tables import Matrix, TaskTable
 
 
@@ -28,11 +29,13 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of a task table, shared by every format."""
     metrics = table.metric_names()
     costs = table.cost_columns()
+    ratios = table.ratio_columns()
     arrow = "↑" if table.higher_is_better else "↓"
     header = ["rank", "variant", "status", "seeds", *[f"{m} {arrow}" if m == table.metric else m for m in metrics],
-              *[h for _, h in costs], "note"]
+              *[h for _, h in costs], *[h for _, h in ratios], "pareto", "fairness", "note"]
     body = []
     ranks = table.ranks()
+    front = table.pareto()
     for e in table.entries:
         cells = [str(ranks.get(e.variant, "—")), e.variant, e.status, str(e.seeds)]
         for m in metrics:
@@ -40,17 +43,21 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
             std = e.metric_std.get(m, 0.0)
             cells.append("" if v is None else format_value(v) + (f" ± {std:.2g}" if e.seeds > 1 else ""))
         cells += [format_value(e.cost.get(k), k) for k, _ in costs]
-        cells.append(e.note)
+        own = table.ratios(e)
+        cells += [f"{own[k]:.2f}×" if k in own else "" for k, _ in ratios]
+        cells += ["★" if e.variant in front else "", table.fairness(e), e.note]
         body.append(cells)
     return header, body
 
 
 def matrix_rows(matrix: Matrix) -> tuple[list[str], list[list[str]]]:
     """Header and body of the overall matrix, best normalized score first."""
-    header = ["variant", *matrix.tasks, "normalized score ↑", "mean rank ↓"]
-    order = sorted(matrix.cells, key=lambda v: (-matrix.normalized.get(v, -1.0), v))
+    header = ["variant", *matrix.tasks, "normalized score ↑", "mean rank ↓", "tasks"]
+    order = sorted(matrix.cells, key=lambda v: (-matrix.normalized.get(v, -1e9), v))
+    total = len(matrix.tasks)
     body = [[v, *[format_value(matrix.cells[v].get(t, "")) for t in matrix.tasks],
-             format_value(matrix.normalized.get(v)), format_value(matrix.mean_rank.get(v))] for v in order]
+             format_value(matrix.normalized.get(v)), format_value(matrix.mean_rank.get(v)),
+             f"{matrix.covered.get(v, 0)}/{total}"] for v in order]
     return header, body
 
 
@@ -71,6 +78,21 @@ def csv_text(header: list[str], body: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def json_text(tables: list[TaskTable], matrices: list[Matrix]) -> str:
-    """Every table and matrix with raw (unformatted) numbers."""
-    return json.dumps({"tasks": [asdict(t) for t in tables], "overall": [asdict(m) for m in matrices]}, indent=2)
+def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep] = ()) -> str:
+    """Every table, matrix and sweep with raw (unformatted) numbers, ranks and flags included."""
+    def task(t: TaskTable) -> dict:
+        out = asdict(t)
+        ranks, front = t.ranks(), t.pareto()
+        for entry in out["entries"]:
+            e = next(x for x in t.entries if x.variant == entry["variant"])
+            entry.update(rank=ranks.get(e.variant), pareto=e.variant in front, fairness=t.fairness(e),
+                         cost_ratio_to_sdpa=t.ratios(e), normalized=t.normalized().get(e.variant))
+        return out
+
+    def sweep(s: Sweep) -> dict:
+        out = asdict(s)
+        out["points"] = {v: {str(k): p for k, p in by.items()} for v, by in s.points.items()}
+        return out
+
+    return json.dumps({"tasks": [task(t) for t in tables], "overall": [asdict(m) for m in matrices],
+                       "sweeps": [sweep(s) for s in sweeps]}, indent=2, default=str)

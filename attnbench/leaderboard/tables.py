@@ -3,16 +3,38 @@
 Rows are grouped by (task, profile, environment, config hash): results from different
 environments or setups are never mixed in one ranking. Within a group, seeds of one
 variant are aggregated (mean, standard deviation, count).
+
+The rules, as the report states them:
+
+* **Ties.** Two variants share a rank when their means differ by no more than the larger
+  of their seed standard deviations; with one seed each, only equal scores tie. A rank is
+  1 + the number of variants that are better and not tied (competition ranking).
+* **Cost ratios** (``×sdpa``) divide a variant's figure by ``sdpa``'s in the same table.
+* **Fairness.** A model whose parameter count differs from the ``sdpa`` model of the same
+  table by more than 10 % is flagged (LRA and CAB state such a budget).
+* **Pareto.** A variant is on the quality–time front when no other variant is at least as
+  good and at least as fast in training, and strictly better in one of the two.
+* **Normalized score** per task: (score − baseline) / (sdpa − baseline), so the task's
+  trivial baseline is 0 and ``sdpa`` is 1 (for lower-is-better metrics the same formula
+  holds with the signs flipped). Where a task reports no baseline or ``sdpa`` did not run,
+  (score − worst) / (best − worst) among the variants that ran. The overall score and mean
+  rank average over the tasks a variant ran ok; missing cells (unsupported, failed, …) are
+  not counted, and ``tasks`` says how many were.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from attnbench.specs import ResultRow
+from attnbench.specs import Metric, ResultRow
+
+REFERENCE = "sdpa"
+FAIRNESS_TOLERANCE = 0.10
 
 #: Efficiency columns shown beside quality, in order, with their headers.
 COST_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -21,8 +43,16 @@ COST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("train_s", "train s"),
     ("train_examples_per_s", "train ex/s"),
     ("infer_ms_per_batch", "infer ms/batch"),
+    ("step_peak_mb", "step peak MB"),
     ("peak_alloc_mb", "peak alloc MB"),
     ("peak_rss_mb", "peak RSS MB"),
+)
+
+#: Cost figures also shown as a ratio to the reference variant in the same table.
+RATIO_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("train_s", "train ×sdpa"),
+    ("infer_ms_per_batch", "infer ×sdpa"),
+    ("step_peak_mb", "memory ×sdpa"),
 )
 
 
@@ -49,6 +79,7 @@ class TaskTable:
     config_hash: str
     metric: str
     higher_is_better: bool
+    baseline: str = ""
     entries: list[Entry] = field(default_factory=list)
 
     @property
@@ -60,16 +91,84 @@ class TaskTable:
         names = {m for e in self.entries for m in e.metrics}
         return [self.metric, *sorted(names - {self.metric})]
 
+    def ranked(self) -> list[Entry]:
+        """Entries that ran ok and report the primary metric."""
+        return [e for e in self.entries if e.status == "ok" and self.metric in e.metrics]
+
+    def tied(self, a: Entry, b: Entry) -> bool:
+        """Whether ``a`` and ``b`` are within their seeds' spread of each other (see the module docs)."""
+        gap = abs(a.metrics[self.metric] - b.metrics[self.metric])
+        return gap <= max(a.metric_std.get(self.metric, 0.0), b.metric_std.get(self.metric, 0.0))
+
     def ranks(self) -> dict[str, int]:
-        """Competition ranks (1 = best; ties share the better rank) of the variants that ran ok."""
-        values = {e.variant: e.metrics[self.metric] for e in self.entries
-                  if e.status == "ok" and self.metric in e.metrics}
-        return {v: 1 + sum(_better(other, mine, self.higher_is_better) for other in values.values())
-                for v, mine in values.items()}
+        """Competition ranks (1 = best) of the variants that ran ok; ties share the better rank."""
+        ok = self.ranked()
+        return {
+            e.variant: 1 + sum(
+                _better(o.metrics[self.metric], e.metrics[self.metric], self.higher_is_better) and not self.tied(o, e)
+                for o in ok
+            )
+            for e in ok
+        }
+
+    def reference(self) -> Entry | None:
+        """The ``sdpa`` entry, when it ran ok."""
+        return next((e for e in self.ranked() if e.variant == REFERENCE), None)
+
+    def ratios(self, entry: Entry) -> dict[str, float]:
+        """``entry``'s cost figures divided by the reference's (same table, so same environment)."""
+        ref = self.reference()
+        if ref is None or entry.status != "ok":
+            return {}
+        return {key: entry.cost[key] / ref.cost[key] for key, _ in RATIO_COLUMNS
+                if key in entry.cost and ref.cost.get(key)}
+
+    def fairness(self, entry: Entry) -> str:
+        """A flag when ``entry``'s parameter count is off the reference's by more than 10 %."""
+        ref = self.reference()
+        if ref is None or entry.status != "ok" or not ref.cost.get("params") or "params" not in entry.cost:
+            return ""
+        ratio = entry.cost["params"] / ref.cost["params"]
+        return f"params {ratio:.2f}×sdpa" if abs(ratio - 1) > FAIRNESS_TOLERANCE else ""
+
+    def pareto(self) -> set[str]:
+        """Variants on the quality–training-time front (see the module docs)."""
+        ok = [e for e in self.ranked() if "train_s" in e.cost]
+        sign = 1 if self.higher_is_better else -1
+
+        def dominates(a: Entry, b: Entry) -> bool:
+            qa, qb = sign * a.metrics[self.metric], sign * b.metrics[self.metric]
+            ta, tb = a.cost["train_s"], b.cost["train_s"]
+            return qa >= qb and ta <= tb and (qa > qb or ta < tb)
+
+        return {e.variant for e in ok if not any(dominates(o, e) for o in ok if o is not e)}
+
+    def normalized(self) -> dict[str, float]:
+        """Each ok variant's normalized score on this task (see the module docs)."""
+        ok = self.ranked()
+        if not ok:
+            return {}
+        values = {e.variant: e.metrics[self.metric] for e in ok}
+        ref = self.reference()
+        base = None
+        if ref is not None and self.baseline:
+            base = next((e.metrics[self.baseline] for e in [ref, *ok] if self.baseline in e.metrics), None)
+        if ref is not None and base is not None and values[REFERENCE] != base:
+            span = values[REFERENCE] - base
+            return {v: (x - base) / span for v, x in values.items()}
+        best = max(values.values()) if self.higher_is_better else min(values.values())
+        worst = min(values.values()) if self.higher_is_better else max(values.values())
+        return {v: 1.0 if best == worst else (x - worst) / (best - worst) for v, x in values.items()}
 
     def cost_columns(self) -> list[tuple[str, str]]:
         present = {c for e in self.entries for c in e.cost}
         return [(key, header) for key, header in COST_COLUMNS if key in present]
+
+    def ratio_columns(self) -> list[tuple[str, str]]:
+        if self.reference() is None:
+            return []
+        present = {c for e in self.entries for c in e.cost}
+        return [(key, header) for key, header in RATIO_COLUMNS if key in present]
 
 
 def _aggregate(variant: str, rows: list[ResultRow]) -> Entry:
@@ -89,23 +188,41 @@ def _aggregate(variant: str, rows: list[ResultRow]) -> Entry:
     return Entry(variant=variant, status="ok", seeds=len(ok), metrics=metrics, metric_std=std, cost=cost, note=note)
 
 
-def task_tables(rows: Iterable[ResultRow], metrics: dict[str, tuple[str, bool]]) -> list[TaskTable]:
-    """Group rows into ranked tables; ``metrics`` maps task → (primary metric, higher is better).
+def setup_hash(row: ResultRow) -> str:
+    """The hash of the task's setup alone: the row's configuration without its variant options,
+    so ``local`` with ``window=8`` is ranked beside ``sdpa`` on the same task setup. Rows
+    written before configurations were stored fall back to their config hash."""
+    if not row.config:
+        return row.config_hash
+    task_setup = {k: v for k, v in row.config.items() if k != "variant_options"}
+    return hashlib.sha256(json.dumps(task_setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    A task no longer installed falls back to its first reported metric, higher is better.
+
+def variant_label(row: ResultRow) -> str:
+    """The variant's name, with its ``--variant-option`` values when it has any: ``local[window=8]``."""
+    options = (row.config or {}).get("variant_options") or {}
+    return row.variant + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
+
+
+def task_tables(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> list[TaskTable]:
+    """Group rows into ranked tables; ``metrics`` maps task → its primary :class:`Metric`.
+
+    One table per task, profile, environment and task setup (:func:`setup_hash`); a variant
+    run with options is its own line (:func:`variant_label`). A task no longer installed
+    falls back to its first reported metric, higher is better.
     """
     groups: dict[tuple[str, str, str, str], dict[str, list[ResultRow]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        groups[(r.task, r.profile, r.environment, r.config_hash)][r.variant].append(r)
+        groups[(r.task, r.profile, r.environment, setup_hash(r))][variant_label(r)].append(r)
     tables = []
     for (task, profile, env, chash), by_variant in sorted(groups.items()):
         entries = [_aggregate(v, rs) for v, rs in by_variant.items()]
         fallback = next((m for e in entries for m in e.metrics), "score")
-        metric, higher = metrics.get(task, (fallback, True))
-        sign = -1 if higher else 1
-        entries.sort(key=lambda e: (e.status != "ok", sign * e.metrics.get(metric, 0.0), e.variant))
-        tables.append(TaskTable(task=task, profile=profile, environment=env, config_hash=chash, metric=metric,
-                                higher_is_better=higher, entries=entries))
+        metric = metrics.get(task) or Metric(name=fallback)
+        sign = -1 if metric.higher_is_better else 1
+        entries.sort(key=lambda e: (e.status != "ok", sign * e.metrics.get(metric.name, 0.0), e.variant))
+        tables.append(TaskTable(task=task, profile=profile, environment=env, config_hash=chash, metric=metric.name,
+                                higher_is_better=metric.higher_is_better, baseline=metric.baseline, entries=entries))
     return tables
 
 
@@ -115,21 +232,21 @@ def _better(a: float, b: float, higher_is_better: bool) -> bool:
 
 @dataclass(kw_only=True)
 class Matrix:
-    """Variants × tasks: primary metric per cell, a normalized score and the mean rank."""
+    """Variants × tasks: primary metric per cell, a normalized score, the mean rank and coverage."""
 
     tasks: list[str]
     cells: dict[str, dict[str, float | str]]
     normalized: dict[str, float]
     mean_rank: dict[str, float]
     environment: str
+    covered: dict[str, int] = field(default_factory=dict)
 
 
 def overall_matrix(tables: list[TaskTable]) -> list[Matrix]:
     """One matrix per (environment, profile): cells hold the primary metric or the status.
 
-    The normalized score is the mean over tasks of (value − worst) / (best − worst) among
-    variants that ran ok (1 = best on every task); the mean rank averages each variant's
-    rank (1 = best) over the tasks it ran.
+    The normalized score and the mean rank follow the rules in the module docs; ``covered``
+    counts the tasks each variant ran ok.
     """
     by_env: dict[tuple[str, str], list[TaskTable]] = defaultdict(list)
     for t in tables:
@@ -143,19 +260,17 @@ def overall_matrix(tables: list[TaskTable]) -> list[Matrix]:
         for t in group:
             name = t.task if sum(x.task == t.task for x in group) == 1 else f"{t.task}@{t.config_hash[:6]}"
             names.append(name)
-            ok = [e for e in t.entries if e.status == "ok" and t.metric in e.metrics]
+            ok = t.ranked()
             for e in t.entries:
                 cells[e.variant][name] = e.metrics[t.metric] if e in ok else e.status
-            if not ok:
-                continue
-            best, worst = ok[0].metrics[t.metric], ok[-1].metrics[t.metric]  # entries are sorted best first
             for variant, rank in t.ranks().items():
                 ranks[variant].append(rank)
-            for e in ok:
-                norm[e.variant].append(1.0 if best == worst else (e.metrics[t.metric] - worst) / (best - worst))
+            for variant, score in t.normalized().items():
+                norm[variant].append(score)
         out.append(Matrix(
             tasks=names, cells=dict(cells), environment=f"{profile} · {env}",
             normalized={v: statistics.fmean(s) for v, s in norm.items()},
             mean_rank={v: statistics.fmean(r) for v, r in ranks.items()},
+            covered={v: len(r) for v, r in ranks.items()},
         ))
     return out

@@ -89,6 +89,8 @@ def resolved_config(task: Task, pairing: Pairing) -> dict[str, Any]:
 def row_config(task: Task, pairing: Pairing) -> dict[str, Any]:
     """What the row stores as its setup: the resolved task configuration, plus variant options if any."""
     config = resolved_config(task, pairing)
+    if pairing.data_dir:
+        config["data_dir"] = str(Path(pairing.data_dir).resolve())
     if pairing.variant_options:
         config["variant_options"] = dict(pairing.variant_options)
     return config

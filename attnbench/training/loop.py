@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +52,7 @@ def train_steps(
     device itself) and returns ``(loss, examples_in_batch)``. The whole loop is timed by
     ``ctx.meter.train()``, examples are counted for throughput, and each step's loss goes
     to ``ctx.progress.advance``, which marks the pairing ``diverged`` when it is NaN or Inf.
+    The loss curve is saved beside the pairing's other files (:func:`save_loss_curve`).
     """
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
@@ -70,4 +73,14 @@ def train_steps(
             ctx.meter.count(examples)
             losses.append(loss.item())
             ctx.progress.advance(1, loss=losses[-1])
+    save_loss_curve(ctx, losses, description)
     return losses
+
+
+def save_loss_curve(ctx: RunContext, losses: list[float], name: str = "train") -> Path:
+    """Write the per-step losses to ``ctx.workdir/loss-<name>.json`` and record it as the
+    ``loss_curve`` artifact, so a report can plot training curves per pairing."""
+    path = Path(ctx.workdir) / f"loss-{name}.json"
+    path.write_text(json.dumps({"step": list(range(1, len(losses) + 1)), "loss": losses}))
+    ctx.meter.artifact("loss_curve" if name == "train" else f"loss_curve_{name}", path)
+    return path

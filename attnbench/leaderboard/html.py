@@ -1,0 +1,89 @@
+"""The HTML report: one self-contained page (images embedded as data URIs, no network).
+
+It holds the rules the tables follow, the overall matrix per environment, and per task its
+table, quality vs cost with the Pareto front, training-loss curves, and the attention maps
+tasks saved for a fixed example; then every sweep found in the store, as a table and a plot.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from attnbench import __version__
+from attnbench.leaderboard import plots
+from attnbench.leaderboard.formats import matrix_rows, task_rows
+from attnbench.leaderboard.sweeps import Sweep, sweep_rows
+from attnbench.leaderboard.tables import Matrix, TaskTable, setup_hash
+from attnbench.specs import ResultRow
+
+RULES = """Ranks: variants share a rank when their means differ by no more than the larger of their seed
+standard deviations (one seed: only equal scores tie). ×sdpa columns divide by sdpa's figure in the same
+table. Fairness flags a parameter count more than 10 % off sdpa's. ★ marks the quality–training-time
+Pareto front. Normalized score per task: (score − baseline) / (sdpa − baseline), averaged over the tasks a
+variant ran ok (the "tasks" column counts them); min–max among variants where a task has no baseline or no
+sdpa row. Memory: step peak MB is the peak tensor memory of one training step (allocator on CUDA, profiler
+memory events on CPU); peak RSS includes the interpreter. Status cells are shown as they were recorded."""
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1500px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}h3{font-size:15px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f4f4f4}td:nth-child(2),th:nth-child(2){text-align:left}.rules{font-size:12px;color:#555;max-width:1000px}
+.figs{display:flex;flex-wrap:wrap;gap:12px}.figs img{max-width:640px;border:1px solid #eee}
+.maps img{max-width:300px}.status{color:#a33}.env{font-size:12px;color:#666}
+"""
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if not png:
+        return ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _attention_maps(rows: Iterable[ResultRow]) -> str:
+    shown: dict[str, str] = {}
+    for r in sorted(rows, key=lambda r: r.seed):
+        path = r.artifacts.get("attention_map")
+        if r.variant not in shown and path and Path(path).is_file():
+            caption = html.escape(r.variant)
+            shown[r.variant] = f"<figure>{_img(Path(path).read_bytes(), r.variant)}<figcaption>{caption}</figcaption></figure>"
+    if not shown:
+        return ""
+    return "<h3>attention maps (fixed example)</h3><div class='figs maps'>" + "".join(shown[v] for v in sorted(shown)) + "</div>"
+
+
+def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep], rows: list[ResultRow],
+           store: str) -> str:
+    """The whole page as one HTML string."""
+    by_table: Mapping[tuple, list[ResultRow]] = defaultdict(list)
+    for r in rows:
+        by_table[(r.task, r.profile, r.environment, setup_hash(r))].append(r)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>attnbench report</title><style>{STYLE}</style>"
+             f"</head><body><h1>attnbench report</h1><p class='env'>store {html.escape(store)} · attnbench {__version__} · "
+             f"{len(rows)} rows</p><p class='rules'>{html.escape(RULES)}</p>"]
+    for m in matrices:
+        parts.append(f"<h2>overall · {html.escape(m.environment)}</h2>" + _table(*matrix_rows(m)))
+    for t in tables:
+        parts.append(f"<h2>{html.escape(t.task)}</h2><p class='env'>{html.escape(t.title)}</p>" + _table(*task_rows(t)))
+        own = by_table[(t.task, t.profile, t.environment, t.config_hash)]
+        figures = [_img(plots.quality_vs_cost(t), f"{t.task} quality vs training time"),
+                   _img(plots.quality_vs_cost(t, "step_peak_mb", "step peak memory (MB)"), f"{t.task} quality vs memory"),
+                   _img(plots.loss_curves(own), f"{t.task} training loss")]
+        parts.append("<div class='figs'>" + "".join(figures) + "</div>" + _attention_maps(own))
+    for s in sweeps:
+        parts.append(f"<h2>{html.escape(s.task)} versus {html.escape(s.key)}</h2>"
+                     f"<p class='env'>{html.escape(s.profile)} · {html.escape(s.environment)} · cells: "
+                     f"{html.escape(s.metric)} · train s · step peak MB</p>" + _table(*sweep_rows(s))
+                     + "<div class='figs'>" + _img(plots.sweep_plot(s), f"{s.task} vs {s.key}") + "</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,124 @@
+"""Leaderboard pictures (matplotlib, Agg): quality vs cost with the Pareto front, training
+curves, and quality/cost versus a swept setting. Each returns PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from attnbench.leaderboard.sweeps import Sweep
+from attnbench.leaderboard.tables import REFERENCE, TaskTable
+from attnbench.specs import ResultRow
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def quality_vs_cost(table: TaskTable, cost: str = "train_s", label: str = "training time (s)") -> bytes | None:
+    """Primary metric against a cost for every variant that ran ok; the Pareto front joined."""
+    ok = [e for e in table.ranked() if cost in e.cost]
+    if not ok:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    front = table.pareto() if cost == "train_s" else set()
+    for e in ok:
+        on_front = e.variant in front
+        ax.scatter(e.cost[cost], e.metrics[table.metric], s=46 if on_front else 28,
+                   color="black" if e.variant == REFERENCE else ("tab:red" if on_front else "tab:blue"), zorder=3)
+        ax.annotate(e.variant, (e.cost[cost], e.metrics[table.metric]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    line = sorted((e.cost[cost], e.metrics[table.metric]) for e in ok if e.variant in front)
+    if len(line) > 1:
+        ax.plot(*zip(*line, strict=True), color="tab:red", linewidth=1, linestyle="--", label="Pareto front")
+        ax.legend(fontsize=8, loc="best")
+    if table.baseline:
+        base = next((e.metrics[table.baseline] for e in ok if table.baseline in e.metrics), None)
+        if base is not None:
+            ax.axhline(base, color="grey", linewidth=1, linestyle=":")
+            ax.annotate(f"baseline ({table.baseline})", (ax.get_xlim()[0], base), fontsize=7, color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel(f"{table.metric} ({'higher' if table.higher_is_better else 'lower'} is better)")
+    ax.set_title(f"{table.task}: quality vs cost", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def loss_curves(rows: Iterable[ResultRow]) -> bytes | None:
+    """Training loss per step for each variant (its lowest seed), read from the rows' loss_curve files."""
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for r in sorted(rows, key=lambda r: r.seed):
+        path = r.artifacts.get("loss_curve")
+        if r.variant in curves or not path or not Path(path).is_file():
+            continue
+        try:
+            data = json.loads(Path(path).read_text())
+            curves[r.variant] = (data["step"], data["loss"])
+        except (OSError, ValueError, KeyError):
+            continue
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colours = plt.get_cmap("tab20")
+    for index, (variant, (steps, losses)) in enumerate(sorted(curves.items())):
+        ax.plot(steps, losses, linewidth=1.8 if variant == REFERENCE else 1.0, label=variant,
+                color="black" if variant == REFERENCE else colours(index % 20))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.set_title("training loss", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sweep_plot(sweep: Sweep) -> bytes | None:
+    """Quality and training time against the swept value, one line per variant."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    colours = plt.get_cmap("tab20")
+    drawn = False
+    for index, (variant, by_value) in enumerate(sorted(sweep.points.items())):
+        points = [(v, p) for v, p in by_value.items() if isinstance(p, dict) and isinstance(v, (int, float))]
+        if not points:
+            continue
+        points.sort(key=lambda vp: vp[0])
+        xs = [v for v, _ in points]
+        style = {"color": "black" if variant == REFERENCE else colours(index % 20), "marker": "o", "label": variant}
+        axes[0].plot(xs, [p[sweep.metric] for _, p in points], **style)
+        times = [(v, p["train_s"]) for v, p in points if "train_s" in p]
+        if times:
+            axes[1].plot(*zip(*times, strict=True), **style)
+        drawn = True
+    if not drawn:
+        _pyplot().close(fig)
+        return None
+    axes[0].set_ylabel(sweep.metric)
+    axes[1].set_ylabel("training time (s)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(sweep.key)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{sweep.task}: quality and cost vs {sweep.key}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
