@@ -1,0 +1,249 @@
+"""Run any attnbench attention variant inside a Hugging Face ``transformers`` model.
+
+::
+
+    from attnbench.nn.transformers import register
+    name = register("linear")                                    # -> "attnbench:linear"
+    model = BertModel(BertConfig(..., attn_implementation=name))  # a model from a config
+    model.set_attn_implementation(name)                          # or switch a built/pretrained one
+    AutoModel.from_pretrained(path, attn_implementation=name)    # or load it that way
+
+:func:`register` adds the variant to transformers' ``AttentionInterface`` under
+``attnbench:<variant>`` (see :func:`implementation_name`), together with transformers' own ``sdpa_mask`` in its
+``AttentionMaskInterface``, so every attention layer of a model that dispatches through
+``AttentionInterface`` (BERT, GPT-2, Llama, ViT, …) calls the variant, and receives a
+boolean mask of shape (B, 1, Lq, Lk) combining padding and causality (or None).
+
+That mask is translated into the attnbench contract (DESIGN.md): a variant declaring
+``arbitrary_mask`` gets it as is; any other variant gets it split back into a key-padding
+mask (B, 1, 1, Lk) and ``is_causal``, and a mask that is not such a combination (sliding
+windows, packed sequences, cache decoding with several new tokens) is refused with an
+:class:`~attnbench.errors.PluginError` naming the variant and the missing capability, as
+are causal attention without ``causal``, padding without ``padding_mask``,
+``output_attentions`` without ``weights`` and additive position biases. Nothing is ever
+silently approximated.
+
+Each Hugging Face attention module builds the variant once, at its first call (heads and
+head size are read from the query), and keeps it as a submodule
+``attnbench_attention[<variant>]``, so variants with parameters train with the model.
+Call :func:`prepare` with one batch before building the optimiser when the variant has
+parameters. Grouped-query attention is expanded with ``repeat_kv``; a ``scaling`` other
+than 1/√D is applied by rescaling the query. Queries that may attend no key at all (left
+padding under a causal mask) get zeros, as with transformers' ``sdpa``; their gradients
+are only finite for variants that stay finite on such rows, so train with right padding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnbench.errors import PluginError
+from attnbench.nn.attention import build_attention
+from attnbench.nn.masks import causal_mask
+from attnbench.specs import AttentionConfig, AttentionSpec
+
+PREFIX = "attnbench:"
+#: The attribute (an ``nn.ModuleDict`` keyed by variant name) on each HF attention module.
+CACHE_ATTRIBUTE = "attnbench_attention"
+#: Keyword arguments that would change the scores in a way the attnbench contract cannot carry.
+_UNSUPPORTED_KWARGS = ("position_bias", "softcap", "s_aux", "sinks", "sliding_window")
+#: Where HF configs keep the attention-dropout rate, in the order tried.
+_DROPOUT_FIELDS = ("attention_dropout", "attention_probs_dropout_prob", "attn_pdrop", "attention_probs_dropout")
+
+
+def implementation_name(variant: str) -> str:
+    """The ``attn_implementation`` string for ``variant``: ``"attnbench:<variant>"``.
+
+    transformers treats every implementation name containing ``flash`` as a FlashAttention
+    kernel to fetch, so that word is upper-cased: ``sdpa-flash`` → ``"attnbench:sdpa-FLASH"``.
+    """
+    return f"{PREFIX}{variant.replace('flash', 'FLASH')}"
+
+
+def _spec(variant: str | AttentionSpec) -> AttentionSpec:
+    if isinstance(variant, AttentionSpec):
+        return variant
+    from attnbench import plugins
+
+    return plugins.get_attention(variant)
+
+
+def register(variant: str | AttentionSpec) -> str:
+    """Register ``variant`` (a name or a spec) with transformers and return its ``attn_implementation`` name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    spec = _spec(variant)
+    name = implementation_name(spec.name)
+
+    def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+        return forward(spec, module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                       is_causal=is_causal, **kwargs)
+
+    attention_forward.__name__ = f"attnbench_{spec.name.replace('-', '_')}_attention_forward"
+    attention_forward.__doc__ = f"transformers' AttentionInterface entry for the attnbench variant {spec.name!r}."
+    AttentionInterface.register(name, attention_forward)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return name
+
+
+def register_all() -> list[str]:
+    """Register every attention variant attnbench has loaded; returns their implementation names."""
+    from attnbench import plugins
+
+    registry = plugins.load().attention
+    return [register(registry.get(name)) for name in registry.names()]
+
+
+def prepare(model: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
+    """Run one forward pass without gradients so every attention module builds its variant now
+    (needed before creating the optimiser when the variant has parameters); returns ``model``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        model.train(was_training)
+    return model
+
+
+def _refuse(spec: AttentionSpec, capability: str, why: str) -> PluginError:
+    return PluginError(
+        f"attention {spec.name!r} cannot run this transformers attention layer: {why}, which needs the "
+        f"{capability!r} capability it does not declare. Pick a variant that does (attnbench list attention)"
+    )
+
+
+def _dropout_rate(module: nn.Module, dropout: float) -> float:
+    if dropout:
+        return float(dropout)
+    config = getattr(module, "config", None)
+    for field in _DROPOUT_FIELDS:
+        value = getattr(config, field, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.0
+
+
+def _variant_module(spec: AttentionSpec, module: nn.Module, query: torch.Tensor, dropout: float, causal: bool) -> nn.Module:
+    """The variant built for ``module``: made at the first call, then reused."""
+    cache = getattr(module, CACHE_ATTRIBUTE, None)
+    if cache is None:
+        cache = nn.ModuleDict()
+        module.add_module(CACHE_ATTRIBUTE, cache)
+    if spec.name not in cache:
+        config = getattr(module, "config", None)
+        max_len = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        built = build_attention(spec, AttentionConfig(
+            num_heads=query.shape[1], head_dim=query.shape[-1], max_len=max_len, causal=causal,
+            cross=bool(getattr(module, "is_cross_attention", False)), dropout=_dropout_rate(module, dropout),
+        ))
+        cache[spec.name] = built.to(device=query.device, dtype=query.dtype)
+        cache[spec.name].train(module.training)
+    return cache[spec.name]
+
+
+def _boolean(mask: torch.Tensor, spec: AttentionSpec) -> torch.Tensor:
+    """A boolean mask (True = may attend) from transformers' boolean or additive float mask."""
+    if mask.dtype == torch.bool:
+        return mask
+    blocked = mask <= torch.finfo(mask.dtype).min / 2
+    if not bool(((mask == 0) | blocked).all()):
+        raise PluginError(
+            f"attention {spec.name!r}: the model passed an additive attention bias (values other than 0 and "
+            "-inf); the attnbench contract carries boolean masks only"
+        )
+    return ~blocked
+
+
+def split_mask(
+    mask: torch.Tensor, spec: AttentionSpec, batch: int, lq: int, lk: int
+) -> tuple[torch.Tensor | None, bool]:
+    """Split a (B, 1|H, Lq, Lk) boolean mask into a key-padding mask (B, 1, 1, Lk) or None, and ``is_causal``.
+
+    Raises :class:`PluginError` when the mask is not ``padding`` or ``padding & causal``
+    (top-left aligned, as attnbench's ``is_causal``).
+    """
+    full = mask.expand(batch, mask.shape[1], lq, lk)
+    if full.shape[1] > 1:
+        if not bool((full == full[:, :1]).all()):
+            raise _refuse(spec, "arbitrary_mask", "its mask differs between heads")
+        full = full[:, :1]
+    padding = full.any(dim=-2, keepdim=True)  # (B, 1, 1, Lk): keys some query may see
+    causal = False
+    if not bool((full == padding).all()):
+        if not (lq == lk and bool((full == (padding & causal_mask(lq, lk, full.device))).all())):
+            raise _refuse(spec, "arbitrary_mask", f"its (B, 1, {lq}, {lk}) mask is neither key padding nor padding "
+                          "with causality (a sliding window, packed sequences or cached decoding of several tokens?)")
+        causal = True
+    return (None if bool(padding.all()) else padding), causal
+
+
+def forward(
+    spec: AttentionSpec,
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers' attention function contract, served by ``spec``'s variant.
+
+    q (B, H, Lq, D), k/v (B, Hkv, Lk, D) -> (output (B, Lq, H, D), weights (B, H, Lq, Lk) or None).
+    """
+    for name in _UNSUPPORTED_KWARGS:
+        if kwargs.get(name) is not None:
+            raise PluginError(f"attention {spec.name!r}: the model passes {name!r}, which the attnbench attention "
+                              "contract cannot carry; run this model with its own attention implementation")
+    need_weights = bool(kwargs.get("output_attentions", False))
+    if need_weights and not spec.weights:
+        raise _refuse(spec, "weights", "output_attentions=True asks for attention maps")
+
+    groups = int(getattr(module, "num_key_value_groups", 1) or 1)
+    if groups > 1:
+        from transformers.integrations.sdpa_attention import repeat_kv
+
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    batch, _, lq, head_dim = query.shape
+    if scaling is not None and not math.isclose(scaling, head_dim**-0.5, rel_tol=1e-6):
+        query = query * (scaling * math.sqrt(head_dim))
+
+    module_causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", False))
+    mask, dead = None, None
+    if attention_mask is None:
+        causal = lq > 1 and module_causal
+        if causal and key.shape[2] > lq:  # as transformers' sdpa: prefill into a larger (static) cache
+            key, value = key[:, :, :lq], value[:, :, :lq]
+    else:
+        full = _boolean(attention_mask, spec)
+        # Queries that may attend no key (left padding under a causal mask): transformers' sdpa gives them zeros.
+        dead = ~full.any(dim=-1, keepdim=True)
+        dead = dead if bool(dead.any()) else None
+        if spec.arbitrary_mask:
+            mask, causal = (full if dead is None else full | dead), False
+        else:
+            mask, causal = split_mask(full, spec, batch, lq, key.shape[2])
+    lk = key.shape[2]
+    if causal and not spec.causal:
+        raise _refuse(spec, "causal", "the layer is causal (a decoder)")
+    if mask is not None and not spec.arbitrary_mask and not spec.padding_mask:
+        raise _refuse(spec, "padding_mask", "the batch has padding")
+    if lq != lk and not spec.cross:
+        raise _refuse(spec, "cross", f"query length {lq} differs from key length {lk} (cross-attention or cached decoding)")
+
+    attention = _variant_module(spec, module, query, dropout, module_causal)
+    result = attention(query, key, value, attn_mask=mask, is_causal=causal, need_weights=need_weights)
+    out, weights = result if need_weights else (result, None)
+    if dead is not None:
+        out = out.masked_fill(dead, 0.0)
+        weights = None if weights is None else weights.masked_fill(dead, 0.0)
+    return out.transpose(1, 2).contiguous(), weights
