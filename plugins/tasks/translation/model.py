@@ -1,0 +1,131 @@
+"""The encoder–decoder Transformer, with batched greedy and beam-search decoding.
+
+Every attention in it is the variant under test: the encoder's self-attention (source
+padding as a key-padding mask), the decoder's causal self-attention and its
+cross-attention to the encoder's output. Source and target share one subword vocabulary,
+so one embedding table serves both sides and the output projection (tied weights).
+
+Decoding re-runs the decoder over the whole prefix at each step (a variant is a black
+box, so there is no key/value cache to reuse). That stays cheap because sentences are
+decoded in batches of similar source length, finished rows leave the batch (greedy), and
+each batch stops as soon as every row has produced ``</s>``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from attnbench.nn import Decoder, Encoder
+from attnbench.specs import AttentionSpec
+
+from .data import BOS, EOS, PAD
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Pre-norm Transformer (Vaswani et al. 2017) on any attention variant.
+
+    ``forward(src, src_mask, tgt_in, tgt_mask)`` returns next-token logits (B, Lt, V) for
+    teacher forcing: ``src`` (B, Ls) and ``tgt_in`` (B, Lt) are token ids, the masks are
+    True for real tokens.
+    """
+
+    def __init__(self, attention: AttentionSpec, *, vocab_size: int, max_len: int, dim: int, encoder_depth: int,
+                 decoder_depth: int, heads: int, ff_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.max_len = max_len
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        self.position = nn.Embedding(max_len, dim)
+        layer = {"ff_dim": ff_dim, "dropout": dropout, "max_len": max_len}
+        self.encoder = Encoder(encoder_depth, dim, heads, attention, **layer)
+        self.decoder = Decoder(decoder_depth, dim, heads, attention, **layer)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.normal_(self.embedding.weight, std=dim**-0.5)
+        nn.init.normal_(self.position.weight, std=0.02)
+        with torch.no_grad():
+            self.embedding.weight[PAD].zero_()
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        return self.dropout(self.embedding(tokens) * math.sqrt(self.dim) + self.position(positions))
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's output (B, Ls, dim)."""
+        return self.encoder(self.embed(src), key_padding_mask=src_mask)
+
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor,
+               tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits (B, Lt, V) of ``tgt_in`` given the encoder's ``memory``."""
+        h = self.decoder(self.embed(tgt_in), memory, key_padding_mask=tgt_mask, memory_padding_mask=src_mask)
+        return h @ self.embedding.weight.T
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor,
+                tgt_mask: torch.Tensor) -> torch.Tensor:
+        return self.decode(tgt_in, self.encode(src, src_mask), src_mask, tgt_mask)
+
+
+def _length_limit(model: Seq2SeqTransformer, src_mask: torch.Tensor, extra: int) -> int:
+    """How many tokens to generate at most: twice the longest source plus ``extra``, within the model."""
+    return min(model.max_len, 2 * int(src_mask.sum(1).max()) + extra)
+
+
+@torch.no_grad()
+def greedy(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor, extra: int = 10) -> list[list[int]]:
+    """The most likely next token at every step, for a batch; each row ends at its ``</s>``."""
+    memory = model.encode(src, src_mask)
+    n = src.shape[0]
+    out = torch.full((n, 1), BOS, dtype=torch.long, device=src.device)
+    active = torch.arange(n, device=src.device)
+    finished: list[list[int]] = [[] for _ in range(n)]
+    for _ in range(_length_limit(model, src_mask, extra)):
+        logits = model.decode(out, memory, src_mask)[:, -1]
+        token = logits.argmax(-1)
+        out = torch.cat([out, token[:, None]], dim=1)
+        done = token == EOS
+        for row, ids in zip(active[done].tolist(), out[done, 1:].tolist(), strict=True):
+            finished[row] = ids
+        if bool(done.all()):
+            break
+        keep = ~done
+        active, out, memory, src_mask = active[keep], out[keep], memory[keep], src_mask[keep]
+    else:
+        for row, ids in zip(active.tolist(), out[:, 1:].tolist(), strict=True):
+            finished[row] = ids
+    return finished
+
+
+@torch.no_grad()
+def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor, beam: int,
+                length_penalty: float = 1.0, extra: int = 10) -> list[list[int]]:
+    """Beam search for a batch; hypotheses are ranked by log-probability / length**``length_penalty``.
+
+    A hypothesis that produced ``</s>`` stays in its beam unchanged (padded at no cost) and
+    competes with the open ones until the batch ends.
+    """
+    n, vocab = src.shape[0], model.embedding.num_embeddings
+    memory = model.encode(src, src_mask).repeat_interleave(beam, 0)
+    mask = src_mask.repeat_interleave(beam, 0)
+    seqs = torch.full((n * beam, 1), BOS, dtype=torch.long, device=src.device)
+    scores = torch.full((n, beam), float("-inf"), device=src.device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished = torch.zeros(n * beam, dtype=torch.bool, device=src.device)
+    lengths = torch.zeros(n * beam, device=src.device)
+    for _ in range(_length_limit(model, src_mask, extra)):
+        logp = model.decode(seqs, memory, mask)[:, -1].float().log_softmax(-1)
+        logp[finished] = float("-inf")
+        logp[finished, PAD] = 0.0
+        top, index = (scores.view(-1, 1) + logp).view(n, beam * vocab).topk(beam, dim=1)
+        origin = (torch.arange(n, device=src.device)[:, None] * beam + index // vocab).view(-1)
+        token = (index % vocab).view(-1)
+        seqs = torch.cat([seqs[origin], token[:, None]], dim=1)
+        lengths = lengths[origin] + (~finished[origin]).float()
+        finished = finished[origin] | (token == EOS)
+        scores = top
+        if bool(finished.all()):
+            break
+    normalised = scores / lengths.view(n, beam).clamp_min(1.0) ** length_penalty
+    best = normalised.argmax(1) + torch.arange(n, device=src.device) * beam
+    return [[t for t in row if t != PAD] for row in seqs[best, 1:].tolist()]
