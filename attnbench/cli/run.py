@@ -57,8 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="where to run (default: auto = cuda, else mps, else cpu); a missing device is an error")
     p.add_argument("--seeds", type=_seeds, default=[0], metavar="N,N", help="seeds to run each pairing with (default: 0)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="pairings to run at once (default: 1)")
-    p.add_argument("--executor", choices=["local"], default="local",
-                   help="where pairings run: local worker processes (Ray comes with the scale-out work)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where pairings run: local worker processes (default), or Ray tasks (pip install "
+                   "'attnbench[ray]'); results are written here, by this process, either way")
+    p.add_argument("--address", default=None, metavar="ADDRESS",
+                   help="with --executor ray: the cluster to join (e.g. auto, or ray://host:10001); "
+                   "default: start a local Ray instance")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop a pairing after this long and record it as 'timeout' (default: none)")
     p.add_argument("--resume", action="store_true", help="skip pairings the store already holds as finished")
@@ -129,14 +133,17 @@ def run(args: argparse.Namespace) -> int:
             split = split_resumed(pairings, store, device)
             todo = split.todo
             console.print(f"resume: {len(split.skipped)} of {len(pairings)} pairings already in {args.store}")
+        where = "local workers"
+        if args.executor == "ray":
+            where = f"Ray at {args.address}" if args.address else "Ray (local instance)"
         console.print(f"running {len(todo)} pairing(s) on {device} at profile [bold]{args.profile}[/], "
-                      f"{args.jobs} at a time → {args.store}")
+                      f"{args.jobs} at a time on {where} → {args.store}")
         start = time.perf_counter()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
         with Progress(*columns, console=console, transient=False) as progress:
             rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo)),
-                              jobs=args.jobs, timeout=args.timeout)
+                              jobs=args.jobs, timeout=args.timeout, executor=args.executor, address=args.address)
     console.print(_summary(rows, time.perf_counter() - start))
     console.print(f"see the leaderboard with: attnbench report --store {args.store}")
     return 0

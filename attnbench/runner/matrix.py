@@ -87,9 +87,10 @@ def split_resumed(pairings: list[Pairing], store: Store, device: torch.device) -
 
 def run_matrix(
     pairings: list[Pairing], *, store: Store, device: torch.device, display: Display,
-    jobs: int = 1, timeout: float | None = None,
+    jobs: int = 1, timeout: float | None = None, executor: str = "local", address: str | None = None,
 ) -> list[ResultRow]:
-    """Run ``pairings`` in worker processes, writing each row to ``store`` as it finishes."""
+    """Run ``pairings`` on ``executor`` (``local`` worker processes or ``ray`` tasks), writing
+    each row to ``store`` as it finishes; ``address`` is the Ray cluster's (None: a local Ray)."""
     rows: list[ResultRow] = []
 
     def on_row(row: ResultRow) -> None:
@@ -97,5 +98,12 @@ def run_matrix(
         rows.append(row)
 
     artifacts = store.path.parent / "artifacts"
-    LocalExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts).run(pairings, on_row, display)
+    if executor == "ray":
+        from attnbench.runner.ray_cluster import RayExecutor
+
+        runner: LocalExecutor | RayExecutor = RayExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts,
+                                                          address=address)
+    else:
+        runner = LocalExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts)
+    runner.run(pairings, on_row, display)
     return rows
