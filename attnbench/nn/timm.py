@@ -27,7 +27,6 @@ or an additive 0/-inf float mask, which is turned into a boolean one.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -170,11 +169,11 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def token_count(img_size: int | tuple[int, int] = 224, patch_size: int | tuple[int, int] = 16, *,
-                class_token: bool = True, reg_tokens: int = 0, dynamic_img_pad: bool = False) -> int:
-    """How many tokens a timm ViT's blocks see: the patch grid plus class and register tokens."""
+                class_token: bool = True, reg_tokens: int = 0) -> int:
+    """How many tokens a timm ViT's blocks see: the patch grid (as timm's ``PatchEmbed`` counts
+    it, rounding down) plus class and register tokens."""
     (h, w), (ph, pw) = _pair(img_size), _pair(patch_size)
-    rounding = math.ceil if dynamic_img_pad else math.floor
-    return rounding(h / ph) * rounding(w / pw) + int(bool(class_token)) + int(reg_tokens)
+    return (h // ph) * (w // pw) + int(bool(class_token)) + int(reg_tokens)
 
 
 def _restore_all(model: nn.Module) -> nn.Module:
@@ -196,12 +195,12 @@ def vision_transformer(spec: AttentionSpec | str, *, options: Mapping[str, Any] 
 
     if "attn_layer" in vit_kwargs:
         raise TypeError("vision_transformer() sets attn_layer itself; pass the variant as spec")
-    if vit_kwargs.get("dynamic_img_size"):
-        raise ValueError("dynamic_img_size is not supported: variants that need max_len fix the token count")
+    if vit_kwargs.get("dynamic_img_size") or vit_kwargs.get("dynamic_img_pad"):
+        raise ValueError("dynamic_img_size/dynamic_img_pad are not supported: the token count is fixed at build "
+                         "time (variants that need max_len depend on it); pad images to a multiple of the patch")
     tokens = token_count(
         vit_kwargs.get("img_size", 224), vit_kwargs.get("patch_size", 16),
         class_token=vit_kwargs.get("class_token", True), reg_tokens=vit_kwargs.get("reg_tokens", 0),
-        dynamic_img_pad=vit_kwargs.get("dynamic_img_pad", False),
     )
     layer = attention_layer(spec, max_len=tokens, **dict(options or {}))
     return _restore_all(VisionTransformer(attn_layer=layer, **vit_kwargs))
