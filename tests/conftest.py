@@ -15,11 +15,11 @@ PACKAGES = Path(__file__).parent / "plugin_packages"
 
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding attnbench-example and attnbench-broken, installed by pip (no network)."""
+    """A folder holding attnbench-example, attnbench-broken and attnbench-faults, installed by pip (no network)."""
     root = tmp_path_factory.mktemp("plugins")
     target = root / "site"
     sources = []
-    for name in ("attnbench-example", "attnbench-broken"):
+    for name in ("attnbench-example", "attnbench-broken", "attnbench-faults"):
         sources.append(root / name)
         shutil.copytree(PACKAGES / name, sources[-1])  # builds leave files behind; keep tests/ clean
     subprocess.run(

@@ -102,7 +102,7 @@ def test_plugin_authors_run_the_conformance_kit_with_pytest(plugin_site: Path):
     import sys
 
     tests_dir = Path(__file__).parent / "plugin_packages" / "attnbench-example" / "tests"
-    env = {**os.environ, "PYTHONPATH": str(plugin_site), "ATTNBENCH_DISABLE_PLUGINS": "attnbench-broken"}
+    env = {**os.environ, "PYTHONPATH": str(plugin_site), "ATTNBENCH_DISABLE_PLUGINS": "attnbench-broken,attnbench-faults"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
                              str(tests_dir), str(tests_dir)], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]

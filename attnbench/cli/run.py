@@ -65,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "default: start a local Ray instance")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop a pairing after this long and record it as 'timeout' (default: none)")
+    p.add_argument("--max-memory", type=float, default=None, metavar="MB",
+                   help="cap each CPU worker's memory: a pairing that needs more becomes a 'failed: out of memory' "
+                   "row and the matrix goes on (default: no cap)")
     p.add_argument("--resume", action="store_true", help="skip pairings the store already holds as finished")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="the task's data in its field's standard format (default: embedded data)")
@@ -143,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
         with Progress(*columns, console=console, transient=False) as progress:
             rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo)),
-                              jobs=args.jobs, timeout=args.timeout, executor=args.executor, address=args.address)
+                              jobs=args.jobs, timeout=args.timeout, executor=args.executor, address=args.address,
+                              max_memory_mb=args.max_memory)
     console.print(_summary(rows, time.perf_counter() - start))
     console.print(f"see the leaderboard with: attnbench report --store {args.store}")
     return 0

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from attnbench.errors import DataError
+from attnbench.errors import DataError, DeviceError
 from attnbench.runner import worker
 from attnbench.runner.pairing import Pairing, base_fields
 from attnbench.specs import ResultRow
@@ -83,9 +83,12 @@ class LocalExecutor:
     """Runs pairings in worker processes on this machine."""
 
     def __init__(self, device: torch.device, *, jobs: int = 1, timeout: float | None = None,
-                 artifacts: Path | None = None) -> None:
+                 artifacts: Path | None = None, max_memory_mb: float | None = None) -> None:
+        if max_memory_mb and device.type != "cpu":
+            raise DeviceError(f"--max-memory caps host memory of CPU workers; on {device} use the device's own limits")
         self.device = device
         self.artifacts = artifacts
+        self.max_memory_mb = max_memory_mb
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self._ctx = _context(device)
@@ -122,7 +125,8 @@ class LocalExecutor:
         workdir = pairing_workdir(pairing, self.device, self.artifacts)
         process = self._ctx.Process(
             target=worker.main,
-            args=(child, pairing, str(self.device), threads_per_worker(self.jobs), workdir, os.getpid()),
+            args=(child, pairing, str(self.device), threads_per_worker(self.jobs), workdir, os.getpid(),
+                  self.max_memory_mb),
             daemon=True,
         )
         process.start()

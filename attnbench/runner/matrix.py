@@ -88,6 +88,7 @@ def split_resumed(pairings: list[Pairing], store: Store, device: torch.device) -
 def run_matrix(
     pairings: list[Pairing], *, store: Store, device: torch.device, display: Display,
     jobs: int = 1, timeout: float | None = None, executor: str = "local", address: str | None = None,
+    max_memory_mb: float | None = None,
 ) -> list[ResultRow]:
     """Run ``pairings`` on ``executor`` (``local`` worker processes or ``ray`` tasks), writing
     each row to ``store`` as it finishes; ``address`` is the Ray cluster's (None: a local Ray)."""
@@ -104,6 +105,6 @@ def run_matrix(
         runner: LocalExecutor | RayExecutor = RayExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts,
                                                           address=address)
     else:
-        runner = LocalExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts)
+        runner = LocalExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts, max_memory_mb=max_memory_mb)
     runner.run(pairings, on_row, display)
     return rows

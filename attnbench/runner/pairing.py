@@ -111,6 +111,14 @@ def config_hash(task: Task, pairing: Pairing) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (host or device)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
 def with_options(spec: AttentionSpec, options: Overrides) -> AttentionSpec:
     """``spec`` whose modules are built with ``options`` merged over the model's own (user's win)."""
     if not options:
@@ -193,8 +201,11 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
         return row("diverged", error=str(exc), efficiency=meter.figures(), artifacts=meter.artifacts)
     except DataError:
         raise  # bad input is the user's to fix, not a pairing result
-    except Exception:  # noqa: BLE001 — any failure of the pairing becomes a 'failed' row
-        return row("failed", error=traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 — any failure of the pairing becomes a 'failed' row
+        error = traceback.format_exc()
+        if out_of_memory(exc):
+            error += "out of memory: the pairing needed more memory than it may use (see --max-memory)"
+        return row("failed", error=error, artifacts=meter.artifacts)
     if task.metric.name not in metrics:
         return row("failed", metrics=metrics,
                    error=f"task {task.name!r} returned no {task.metric.name!r} metric (got {sorted(metrics)})")

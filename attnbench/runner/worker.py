@@ -69,9 +69,28 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(3)
 
 
-def main(conn: Connection, pairing: Pairing, device: str, threads: int, workdir: str, parent_pid: int) -> None:
+def cap_memory(max_memory_mb: float | None) -> None:
+    """Let this process allocate at most ``max_memory_mb`` MiB beyond what it has mapped now.
+
+    An address-space limit (``RLIMIT_AS``) makes an allocation past the cap fail inside the
+    process — torch raises, and the pairing becomes a clean ``failed: out of memory`` row —
+    instead of the kernel's OOM killer taking down the worker, or the whole machine.
+    """
+    if not max_memory_mb:
+        return
+    import resource
+
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = mapped + int(max_memory_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def main(conn: Connection, pairing: Pairing, device: str, threads: int, workdir: str, parent_pid: int,
+         max_memory_mb: float | None = None) -> None:
     """Worker entry point (the target of the spawned process)."""
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    cap_memory(max_memory_mb)
     # Ctrl-C reaches the whole process group; the parent handles it and stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
