@@ -128,3 +128,17 @@ def test_every_number_in_a_task_table_comes_from_a_stored_row():
     line = dict(zip(header, body[0], strict=True))
     assert line["accuracy ↑"] == "0.62 ± 0.014" and line["f1"] == "0.51 ± 0.014" and line["seeds"] == "2"
     assert line["params"] == "1k" and line["train s"] == "2"
+
+
+def test_names_from_plugins_cannot_change_the_page_or_the_table():
+    from attnbench.leaderboard.html import render
+
+    hostile = "<script>alert(1)</script>| x |"
+    rows = [_row(variant="sdpa", value=0.8), _row(variant=hostile, value=0.7, error="<img src=x onerror=alert(1)>")]
+    tables = task_tables(rows, METRICS)
+    page = render(tables, overall_matrix(tables), [], rows, "store.sqlite")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    header, body = task_rows(tables[0])
+    md = markdown(header, body)
+    line = next(line for line in md.splitlines() if "script" in line)
+    assert line.count(" | ") == md.splitlines()[0].count(" | ")  # the name's pipes are escaped, columns intact
