@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="the task's data in its field's standard format (default: embedded data)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the task's profile (repeatable; `attnbench list tasks -v` shows them); "
+                   help="override a key of the task's profile (repeatable; `attnbench list --settings PROFILE` "
+                   "shows them); "
                    "rows with overrides get their own configuration hash")
     p.add_argument("--variant-option", dest="variant_options", action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="set an option the variant declares, e.g. local.window=256 (repeatable)")
@@ -83,13 +84,55 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-class RichDisplay:
-    """An overall bar of pairings plus one bar per running pairing."""
+#: One character a cell in the live matrix: pending, running, then the row's status.
+CELL = {"pending": "[dim]·[/]", "running": "[cyan]▶[/]", "ok": "[green]✓[/]", "failed": "[red]✗[/]",
+        "timeout": "[yellow]⏱[/]", "unsupported": "[dim]–[/]", "diverged": "[magenta]~[/]"}
 
-    def __init__(self, progress: Progress, total: int) -> None:
+
+class MatrixProgress(Progress):
+    """rich Progress with the (task × variant) matrix drawn above the bars while it fills."""
+
+    matrix: Table | None = None
+
+    def get_renderables(self):
+        if self.matrix is not None:
+            yield self.matrix
+        yield from super().get_renderables()
+
+
+class RichDisplay:
+    """The live matrix (one row per task, one cell per variant), an overall bar with an ETA,
+    and one bar per running pairing."""
+
+    def __init__(self, progress: Progress, total: int, pairings: list[Pairing] | None = None) -> None:
         self._progress = progress
         self._overall = progress.add_task("pairings", total=total, info="")
         self._bars: dict[Pairing, int] = {}
+        self._tasks = list(dict.fromkeys(p.task for p in pairings or []))
+        self._variants = list(dict.fromkeys(p.variant for p in pairings or []))
+        self._cells: dict[tuple[str, str], list[str]] = {}
+        for p in pairings or []:
+            self._cells.setdefault((p.task, p.variant), []).append("pending")
+        self._draw()
+
+    def _draw(self) -> None:
+        if not isinstance(self._progress, MatrixProgress) or not self._cells:
+            return
+        table = Table(title="matrix: ✓ ok  ✗ failed  ⏱ timeout  – unsupported  ~ diverged  ▶ running  · to do",
+                      title_justify="left", box=None, padding=(0, 1))
+        table.add_column("task")
+        for index in range(len(self._variants)):
+            table.add_column(str(index + 1), justify="center")
+        for task in self._tasks:
+            table.add_row(task, *(" ".join(CELL[s] for s in self._cells.get((task, v), [])) for v in self._variants))
+        table.caption = "  ".join(f"{i + 1}={v}" for i, v in enumerate(self._variants))
+        self._progress.matrix = table
+
+    def _mark(self, pairing: Pairing, old: str, new: str) -> None:
+        states = self._cells.get((pairing.task, pairing.variant))
+        if states and old in states:
+            states[states.index(old)] = new
+            self._draw()
 
     @staticmethod
     def _label(p: Pairing) -> str:
@@ -98,6 +141,7 @@ class RichDisplay:
 
     def started(self, pairing: Pairing) -> None:
         self._bars[pairing] = self._progress.add_task(self._label(pairing), total=None, info="starting")
+        self._mark(pairing, "pending", "running")
 
     def progress(self, pairing: Pairing, done: int, total: int, description: str, info: dict[str, float]) -> None:
         text = " ".join(f"{k}={v:.4g}" for k, v in info.items())
@@ -105,6 +149,7 @@ class RichDisplay:
                               info=f"{description} {text}".strip())
 
     def finished(self, pairing: Pairing, row: ResultRow) -> None:
+        self._mark(pairing, "running", row.status)
         self._progress.remove_task(self._bars.pop(pairing))
         self._progress.advance(self._overall)
         style = STATUS_STYLE.get(row.status, "")
@@ -144,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-        with Progress(*columns, console=console, transient=False) as progress:
-            rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo)),
+        with MatrixProgress(*columns, console=console, transient=False) as progress:
+            rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo), todo),
                               jobs=args.jobs, timeout=args.timeout, executor=args.executor, address=args.address,
                               max_memory_mb=args.max_memory)
     console.print(_summary(rows, time.perf_counter() - start))
