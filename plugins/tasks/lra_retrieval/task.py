@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from attnbench_plugins.tasks.lra_text import data as text_data
+from attnbench_plugins.tasks.lra_text.task import fix_sinusoidal_positions
 from torch import nn
 
 from attnbench.nn import SequenceClassifier
@@ -56,9 +57,9 @@ DESCRIPTION = (
     "sentences); positive = both views of one article, negative = view A of one article with view B of "
     "another; every view sits in exactly one positive and one negative pair (50/50), so only the relation "
     "between the two documents predicts the label. A share `hard_negatives` of negatives (quick 0.5, "
-    "standard/full 1.0) comes from the same outlet, so outlet style does not give them away. 3,708 "
+    "standard/full 1.0) comes from the same outlet, so outlet style does not give them away. 3,693 "
     "articles (both views >= 100 bytes) are split before pairing into 500 test, 200 validation and up to "
-    "3,000 training articles (1,000 / 400 / 6,000 pairs; smoke 128 / 64 / 256). --data-dir reads LRA's "
+    "2,993 training articles (1,000 / 400 / 5,986 pairs; smoke 128 / 64 / 256). --data-dir reads LRA's "
     "AAN files new_aan_pairs.{train,eval,test}.tsv (label, id1, id2, text1, text2). full = the paper's "
     "Retrieval setting: 4K bytes a document, its base model (emb 128, 4 layers, 4 heads, MLP 512, CLS), "
     "batch 32, 5k steps. Chance is 0.5."
@@ -69,8 +70,9 @@ class DualEncoder(nn.Module):
     """LRA's matching model: one encoder reads both documents; an MLP classifies [u, v, u*v, u-v].
 
     The encoder is :class:`attnbench.nn.SequenceClassifier` without its head (its pooled
-    ``encode``); the head is LRA's ``classifier_head_dual`` with NLI interaction: Dense(mlp),
-    ReLU, Dense(mlp / 2), ReLU, Dense(2). Both documents go through the encoder as one batch.
+    ``encode``), with LRA's fixed sinusoidal positions; the head is LRA's ``classifier_head_dual``
+    with NLI interaction: Dense(mlp), ReLU, Dense(mlp / 2), ReLU, Dense(2). Both documents go
+    through the encoder as one batch.
     """
 
     def __init__(self, attention: AttentionSpec, *, length: int, dim: int, depth: int, heads: int, ff_dim: int,
@@ -80,6 +82,7 @@ class DualEncoder(nn.Module):
             attention, vocab_size=text_data.VOCAB_SIZE, num_classes=2, max_len=length + (pooling == "cls"),
             dim=dim, depth=depth, heads=heads, ff_dim=ff_dim, dropout=dropout, pooling=pooling,
         )
+        fix_sinusoidal_positions(self.encoder)
         self.encoder.head = nn.Identity()  # only encode() is used; keep no unused parameters
         self.head = nn.Sequential(
             nn.Linear(4 * dim, ff_dim), nn.ReLU(), nn.Linear(ff_dim, ff_dim // 2), nn.ReLU(), nn.Linear(ff_dim // 2, 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +60,25 @@ DESCRIPTION = (
 )
 
 
+def fix_sinusoidal_positions(model: SequenceClassifier) -> SequenceClassifier:
+    """Give ``model`` LRA's position encoding: fixed sinusoids (LRA's ``learn_pos_emb=False`` default).
+
+    The first half of the features is ``sin(p / 10000^(2i/d))``, the second half the
+    matching cosines, as flax's ``sinusoidal_init`` in LRA's ``AddPositionEmbs``; they are
+    not trained. Unlike a small random start, they let attention tell near bytes from far
+    ones from the first step, which is what byte-level models need to form words.
+    """
+    table = model.position_embedding.weight
+    positions = torch.arange(table.shape[0], dtype=torch.float32)[:, None]
+    rates = torch.exp(torch.arange(0, table.shape[1], 2, dtype=torch.float32) * (-math.log(10000.0) / table.shape[1]))
+    half = rates.shape[0]
+    with torch.no_grad():
+        table[:, :half] = torch.sin(positions * rates)
+        table[:, half : 2 * half] = torch.cos(positions * rates)[:, : table.shape[1] - half]
+    table.requires_grad_(False)
+    return model
+
+
 def accuracy(model: torch.nn.Module, split: data.Split, batch_size: int, device: torch.device) -> float:
     """Fraction of ``split`` classified correctly, in eval mode."""
 
@@ -100,7 +120,8 @@ class LraTextTask:
             ctx.attention, vocab_size=data.VOCAB_SIZE, num_classes=len(splits.classes), max_len=length + 1,
             dim=int(cfg["dim"]), depth=int(cfg["depth"]), heads=int(cfg["heads"]),
             ff_dim=int(cfg["ff_dim"]), dropout=float(cfg["dropout"]), pooling="cls",
-        ).to(ctx.device)
+        )
+        model = fix_sinusoidal_positions(model).to(ctx.device)
         batch_size = min(int(cfg["batch_size"]), len(splits.train))
         losses = train(model, splits.train, ctx, batch_size)
 
