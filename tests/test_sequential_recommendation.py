@@ -181,8 +181,8 @@ def test_default_data_is_movielens_100k_with_claimed_sizes():
     assert len(ratings.users) == 100_000
     assert len(set(ratings.users.tolist())) == 943 and len(set(ratings.items.tolist())) == 1682
     seqs = data.default_sequences(5)
-    assert (seqs.n_users, seqs.n_items) == (943, 1349)  # SASRec's >= 5 ratings filter
-    assert "MovieLens-100K" in TASK.description and "943 users" in TASK.description
+    assert (seqs.n_users, seqs.n_items, len(seqs.items)) == (943, 1349, 99_287)  # SASRec's >= 5 ratings filter
+    assert "MovieLens-100K" in TASK.description and "943 users, 1,349 movies, 99,287 ratings" in TASK.description
 
 
 def test_leave_one_out_targets_windows_and_negatives(tmp_path):
@@ -297,7 +297,7 @@ def test_smoke_run_through_the_harness_reports_metrics_and_baselines():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["u.data", "inter"])
-def test_smoke_run_reads_the_data_dir_and_learns_the_fixture(tmp_path, kind):
+def test_smoke_run_reads_the_data_dir_deterministically(tmp_path, kind):
     write_format(tmp_path / "data", kind)
     ctx = make_context(tmp_path, variant="softmax", data_dir=tmp_path / "data")
     metrics = TASK.run(ctx)

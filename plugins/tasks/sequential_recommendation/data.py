@@ -380,6 +380,9 @@ def leave_one_out(sequences: Sequences, max_len: int, eval_seed: int) -> LeaveOn
     # Training: inputs are the training items but the last, targets the same shifted by one.
     train_len = lengths - 2
     trainable = torch.nonzero(train_len >= 2).flatten()
+    if len(trainable) == 0:
+        raise DataError(f"{seq.source}: no user has 4 or more ratings after filtering; expected at least one user "
+                        "with two training items before the validation and test items")
     stop = starts[trainable] + train_len[trainable] - 1
     first = torch.maximum(starts[trainable], stop - max_len)
     train_inputs = windows(seq.items, first, stop - first, max_len)

@@ -26,14 +26,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "steps": 12, "batch_size": 64, "eval_batch_size": 512,
         "lr": 5e-3, "weight_decay": 0.0, "warmup_steps": 0, "clip_norm": 1.0,
     },
+    # About 40 epochs of ML-100K's 943 users; dropout as SASRec's (it costs a third of a CPU step).
     "quick": {
         **_PREPROCESS, "max_len": 50, "dim": 64, "depth": 2, "heads": 2, "ff_dim": 64, "dropout": 0.2,
-        "steps": 500, "batch_size": 128, "eval_batch_size": 512,
+        "steps": 300, "batch_size": 128, "eval_batch_size": 512,
         "lr": 5e-3, "weight_decay": 0.0, "warmup_steps": 20, "clip_norm": 1.0,
     },
     "standard": {
-        **_PREPROCESS, "max_len": 100, "dim": 64, "depth": 2, "heads": 2, "ff_dim": 64, "dropout": 0.2,
-        "steps": 3000, "batch_size": 128, "eval_batch_size": 512,
+        **_PREPROCESS, "max_len": 200, "dim": 64, "depth": 2, "heads": 2, "ff_dim": 64, "dropout": 0.2,
+        "steps": 2000, "batch_size": 128, "eval_batch_size": 512,
         "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100, "clip_norm": 1.0,
     },
     # SASRec's ML-1M setting: 2 blocks, 1 head, d = 50, L = 200, dropout 0.2, Adam at 1e-3,
@@ -41,7 +42,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {
         **_PREPROCESS, "max_len": 200, "dim": 50, "depth": 2, "heads": 1, "ff_dim": 50, "dropout": 0.2,
         "steps": 9400, "batch_size": 128, "eval_batch_size": 256,
-        "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "clip_norm": 5.0,
+        "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "clip_norm": None,
     },
 }
 
@@ -49,13 +50,14 @@ DESCRIPTION = (
     "SASRec-style sequential recommendation (Kang & McAuley 2018): predict each user's next item "
     "from the items before it with causal self-attention. Default data: MovieLens-100K (real: "
     "100,000 ratings, 943 users, 1,682 movies; SASRec's preprocessing keeps items and users with "
-    ">= 5 ratings), read from the recbole wheel's RecBole atomic copy; nothing is synthetic. "
+    ">= 5 ratings: 943 users, 1,349 movies, 99,287 ratings), read from the recbole wheel's RecBole "
+    "atomic copy; nothing is synthetic. "
     "Leave-one-out: last item test, second last validation. Metric: NDCG@10 among the test item and "
-    "100 sampled unrated items (SASRec's protocol), with HR@10, full-ranking NDCG@10/HR@10 (every "
-    "item the user has not rated before), and the most-popular-item baseline in the same protocol. "
-    "Training: BCE with one sampled negative a position. Sizes (history window L, width d, blocks, "
-    "steps of 128 users): "
-    + "; ".join(f"{p} L={c['max_len']} d={c['dim']} {c['depth']}x{c['heads']}h {c['steps']} steps"
+    "100 sampled unrated items (SASRec's protocol), with HR@10, full-ranking NDCG@10/HR@10 (against every "
+    "item outside the user's input history), and the most-popular-item baseline in the same protocol. "
+    "Training: BCE with one sampled negative a position. Sizes (history window L, width d, blocks x "
+    "heads, steps x users a batch): "
+    + "; ".join(f"{p} L={c['max_len']} d={c['dim']} {c['depth']}x{c['heads']} {c['steps']}x{c['batch_size']}"
                 for p, c in PROFILES.items())
     + " (full = SASRec's ML-1M setting; point --data-dir at ml-1m's ratings.dat). --data-dir reads "
     "MovieLens u.data, ratings.dat, ratings.csv or a RecBole *.inter file."
