@@ -165,6 +165,15 @@ def test_moses_src_tgt_and_direction_from_directory_name(tmp_path):
     root = write_moses(tmp_path / "iwslt14.tokenized.de-en", suffixes=("en", "de"))
     pairs = data.load_dir(root)
     assert pairs.direction == ("de", "en") and pairs.src["train"] == FR
+    assert data.load_dir(write_moses(tmp_path / "wmt14_fr_en", suffixes=("en", "fr"))).direction == ("fr", "en")
+
+
+def test_only_newlines_end_sentences(tmp_path):
+    root = write_moses(tmp_path / "corpus")
+    # Windows line ends, and a U+2028 inside a sentence: still six pairs, aligned.
+    (root / "train.en").write_bytes("".join(f"{s}\r\n" for s in ["A\u2028B", *EN[1:]]).encode())
+    pairs = data.load_dir(root)
+    assert pairs.src["train"] == ["A\u2028B", *EN[1:]] and pairs.tgt["train"] == FR
 
 
 def _corrupt(root: Path, case: str) -> None:

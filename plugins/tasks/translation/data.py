@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from attnbench.datafiles import read_lines, require_dir
+from attnbench.datafiles import read_text, require_dir
 from attnbench.errors import DataError
 
 from . import corpus
@@ -110,11 +110,10 @@ def default_from_config(config: Mapping[str, Any]) -> Corpus:
 def _direction(data_dir: Path, suffixes: set[str]) -> tuple[str, str]:
     if suffixes == {"src", "tgt"}:
         return "src", "tgt"
-    named = re.search(r"([A-Za-z_]+)[-_2]([A-Za-z_]+)$", data_dir.resolve().name)
-    if named:
-        for a, b in ((named.group(1), named.group(2)), (named.group(1).rsplit(".", 1)[-1], named.group(2))):
-            if {a, b} == suffixes:
-                return a, b
+    words = re.findall(r"[A-Za-z]+", data_dir.resolve().name)
+    for a, b in reversed(list(zip(words, words[1:], strict=False))):
+        if {a, b} == suffixes:
+            return a, b
     first, second = sorted(suffixes)
     return ("en", (suffixes - {"en"}).pop()) if "en" in suffixes else (first, second)
 
@@ -147,10 +146,18 @@ def _split_files(data_dir: Path, split: str, direction: tuple[str, str]) -> tupl
     raise DataError(f"{data_dir} lacks the {split} split; expected {names} ({FORMAT})")
 
 
+def _lines(path: Path) -> list[str]:
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028, U+0085 and the like,
+    # which real sentences contain, and misalign the two sides.
+    lines = read_text(path, "UTF-8 text, one sentence a line").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
     """The sentence pairs of one split's two files; both must be UTF-8 with one line per sentence."""
-    what = "UTF-8 text, one sentence a line"
-    src_lines, tgt_lines = read_lines(src_path, what), read_lines(tgt_path, what)
+    src_lines, tgt_lines = _lines(src_path), _lines(tgt_path)
     if len(src_lines) != len(tgt_lines):
         raise DataError(
             f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}; "
@@ -220,7 +227,8 @@ def train_tokenizer(src: Sequence[str], tgt: Sequence[str], vocab_size: int, cac
     from tokenizers import Tokenizer, __version__
 
     texts = [*src, *tgt]
-    digest = hashlib.sha256("\n".join([__version__, str(vocab_size), *texts]).encode()).hexdigest()[:20]
+    recipe = f"byte-level BPE, NFC, specials {SPECIAL_TOKENS}, tokenizers {__version__}, vocab {vocab_size}"
+    digest = hashlib.sha256("\n".join([recipe, *texts]).encode()).hexdigest()[:20]
     path = (cache or cache_dir()) / f"bpe-{vocab_size}-{digest}.json"
     if path.is_file():
         try:
