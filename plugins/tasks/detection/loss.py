@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
-from torchvision.ops import box_convert, generalized_box_iou, generalized_box_iou_loss
+from torchvision.ops import box_convert, generalized_box_iou_loss
 
 COST_CLASS, COST_L1, COST_GIOU = 1.0, 5.0, 2.0
 WEIGHT_L1, WEIGHT_GIOU = 5.0, 2.0
@@ -27,20 +27,34 @@ def _xyxy(boxes: torch.Tensor) -> torch.Tensor:
 def match(
     logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict[str, torch.Tensor]]
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per image, (prediction indices, target indices) of the cheapest one-to-one assignment."""
-    probs = logits.softmax(-1)
+    """Per image, (prediction indices, target indices) of the cheapest one-to-one assignment.
+
+    The costs of every image's predictions against its own targets are computed in one
+    batched pass (targets padded to the largest count), then each image is assigned alone.
+    """
+    sizes = [int(t["labels"].numel()) for t in targets]
+    empty = torch.zeros(0, dtype=torch.long)
+    most = max(sizes, default=0)
+    if most == 0:
+        return [(empty, empty) for _ in targets]
+    batch, queries = logits.shape[:2]
+    labels = torch.zeros(batch, most, dtype=torch.long, device=logits.device)
+    wanted = torch.full((batch, most, 4), 0.5, device=boxes.device)
+    for b, target in enumerate(targets):
+        labels[b, : sizes[b]] = target["labels"]
+        wanted[b, : sizes[b]] = target["boxes"]
+    probs = logits.softmax(-1).gather(2, labels[:, None, :].expand(batch, queries, most))
+    pairs_of = (boxes[:, :, None, :].expand(-1, -1, most, -1), wanted[:, None, :, :].expand(-1, queries, -1, -1))
+    giou = 1 - generalized_box_iou_loss(_xyxy(pairs_of[0].reshape(-1, 4)), _xyxy(pairs_of[1].reshape(-1, 4)), reduction="none")
+    cost = (
+        -COST_CLASS * probs + COST_L1 * torch.cdist(boxes, wanted, p=1) - COST_GIOU * giou.view(batch, queries, most)
+    ).cpu()
     pairs = []
-    for prob, box, target in zip(probs, boxes, targets, strict=True):
-        if target["labels"].numel() == 0:
-            empty = torch.zeros(0, dtype=torch.long)
+    for b, size in enumerate(sizes):
+        if size == 0:
             pairs.append((empty, empty))
             continue
-        cost = (
-            -COST_CLASS * prob[:, target["labels"]]
-            + COST_L1 * torch.cdist(box, target["boxes"], p=1)
-            - COST_GIOU * generalized_box_iou(_xyxy(box), _xyxy(target["boxes"]))
-        )
-        rows, cols = linear_sum_assignment(cost.cpu().numpy())
+        rows, cols = linear_sum_assignment(cost[b, :, :size].numpy())
         pairs.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
     return pairs
 

@@ -31,7 +31,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         **_SCENES, **_OPTIM, "canvas": 48, "max_digits": 3, "n_train": 4000, "n_test": 500,
         "dim": 64, "heads": 4, "enc_depth": 2, "dec_depth": 2, "ff_dim": 128, "num_queries": 10, "dropout": 0.0,
-        "steps": 300, "batch_size": 32, "eval_batch_size": 100, "lr": 2e-3, "warmup_steps": 20,
+        "steps": 400, "batch_size": 32, "eval_batch_size": 100, "lr": 3e-3, "warmup_steps": 20,
     },
     "standard": {
         **_SCENES, **_OPTIM, "canvas": 64, "max_digits": 5, "n_train": 20000, "n_test": 2000,
