@@ -226,6 +226,26 @@ def _next_paddle(pivot: Sequence[int], orientation: float, mask: np.ndarray, par
     return coords, orientations, np.cumsum(pmf / total)
 
 
+def _padding_mask(p: Params) -> np.ndarray:
+    """The occupancy mask before any snake: ones on a ``padding``-wide border."""
+    mask = np.zeros((p.window, p.window), np.float32)
+    mask[: p.padding, :] = mask[-p.padding :, :] = 1
+    mask[:, : p.padding] = mask[:, -p.padding :] = 1
+    return mask
+
+
+@functools.lru_cache(maxsize=2048)
+def _first_seed_spots(p: Params, orientation: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the first target paddle may start at ``orientation``: at least ``2 × seed_distance`` from the border,
+    with room for the paddle (the border dilated by the paddle's mask). It depends on nothing else, so it is cached."""
+    reach, far, w = p.paddle_length + p.paddle_margin, 2 * p.seed_distance, p.window
+    _, struct = draw_paddle((2 * reach + 1, 2 * reach + 1), [reach + 1, reach + 1], orientation, p)
+    lined = _padding_mask(p)
+    lined[:far, :] = lined[w - far :, :] = 1
+    lined[:, :far] = lined[:, w - far :] = 1
+    return _free(_dilate(lined, struct))
+
+
 # --- snakes ---------------------------------------------------------------------------------------
 
 
@@ -305,23 +325,14 @@ class _Canvas:
     def two_seeds(self, contrasts):
         """``initialize_two_seeds``: the first paddles of both target snakes, or None."""
         p, size = self.p, self.size
-        mask = np.zeros(size, np.float32)
-        pad, far = p.padding, 2 * p.seed_distance
-        mask[:pad, :] = mask[-pad:, :] = 1
-        mask[:, :pad] = mask[:, -pad:] = 1
-        reach = p.paddle_length + p.paddle_margin
-        shape, struct_head = (2 * reach + 1, 2 * reach + 1), [reach + 1, reach + 1]
+        mask = _padding_mask(p)
         tails, pivots, orientations, lines, masks = [], [], [], [], []
         for n in range(2):
             for _ in range(p.max_paddle_retrial + 1):
                 orientation = self.rng.integers(-180, 180) * np.pi / 180
                 reverse = orientation + np.pi if orientation + np.pi < np.pi else orientation - np.pi
                 if n == 0:
-                    _, struct = draw_paddle(shape, struct_head, orientation, p)
-                    lined = mask.copy()
-                    lined[:far, :] = lined[size[0] - far :, :] = 1
-                    lined[:, :far] = lined[:, size[1] - far :] = 1
-                    free = _free(_dilate(lined, struct))
+                    free = _first_seed_spots(p, orientation)
                     if free[0].shape[0] == 0:
                         return None
                     pick = self.rng.integers(0, free[0].shape[0])
