@@ -102,30 +102,53 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Te
                 length_penalty: float = 1.0, extra: int = 10) -> list[list[int]]:
     """Beam search for a batch; hypotheses are ranked by log-probability / length**``length_penalty``.
 
-    A hypothesis that produced ``</s>`` stays in its beam unchanged (padded at no cost) and
-    competes with the open ones until the batch ends.
+    A hypothesis that produced ``</s>`` keeps its slot in the beam (extended by padding at no
+    cost). A sentence is done, and leaves the batch, when every slot has finished or when its
+    best finished hypothesis beats what every open one would score if it ended now (the
+    stopping rule of Hugging Face's ``generate``); its answer is the best finished
+    hypothesis, or the best open one if none finished within the length limit.
     """
-    n, vocab = src.shape[0], model.embedding.num_embeddings
+    n, vocab, device = src.shape[0], model.embedding.num_embeddings, src.device
     memory = model.encode(src, src_mask).repeat_interleave(beam, 0)
     mask = src_mask.repeat_interleave(beam, 0)
-    seqs = torch.full((n * beam, 1), BOS, dtype=torch.long, device=src.device)
-    scores = torch.full((n, beam), float("-inf"), device=src.device)
+    seqs = torch.full((n * beam, 1), BOS, dtype=torch.long, device=device)
+    scores = torch.full((n, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    finished = torch.zeros(n * beam, dtype=torch.bool, device=src.device)
-    lengths = torch.zeros(n * beam, device=src.device)
-    for _ in range(_length_limit(model, src_mask, extra)):
+    finished = torch.zeros(n * beam, dtype=torch.bool, device=device)
+    lengths = torch.zeros(n * beam, device=device)
+    active = torch.arange(n, device=device)
+    results: list[list[int]] = [[] for _ in range(n)]
+    limit = _length_limit(model, src_mask, extra)
+    for step in range(limit):
+        m = active.shape[0]
         logp = model.decode(seqs, memory, mask)[:, -1].float().log_softmax(-1)
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
-        top, index = (scores.view(-1, 1) + logp).view(n, beam * vocab).topk(beam, dim=1)
-        origin = (torch.arange(n, device=src.device)[:, None] * beam + index // vocab).view(-1)
+        top, index = (scores.view(-1, 1) + logp).view(m, beam * vocab).topk(beam, dim=1)
+        origin = (torch.arange(m, device=device)[:, None] * beam + index // vocab).view(-1)
         token = (index % vocab).view(-1)
         seqs = torch.cat([seqs[origin], token[:, None]], dim=1)
         lengths = lengths[origin] + (~finished[origin]).float()
         finished = finished[origin] | (token == EOS)
         scores = top
-        if bool(finished.all()):
+
+        done_slots = finished.view(m, beam)
+        normalised = scores / lengths.view(m, beam).clamp_min(1.0) ** length_penalty
+        best_finished = normalised.masked_fill(~done_slots, float("-inf")).amax(1)
+        best_open = normalised.masked_fill(done_slots, float("-inf")).amax(1)
+        done = done_slots.all(1) | (best_finished >= best_open)
+        if step == limit - 1:
+            done[:] = True
+        if not bool(done.any()):
+            continue
+        ranked = torch.where(done_slots.any(1, keepdim=True), normalised.masked_fill(~done_slots, float("-inf")), normalised)
+        best = ranked.argmax(1) + torch.arange(m, device=device) * beam
+        for j in done.nonzero().view(-1).tolist():
+            results[int(active[j])] = [t for t in seqs[best[j], 1:].tolist() if t != PAD]
+        keep = ~done
+        if not bool(keep.any()):
             break
-    normalised = scores / lengths.view(n, beam).clamp_min(1.0) ** length_penalty
-    best = normalised.argmax(1) + torch.arange(n, device=src.device) * beam
-    return [[t for t in row if t != PAD] for row in seqs[best, 1:].tolist()]
+        slots = keep.repeat_interleave(beam)
+        active, scores = active[keep], scores[keep]
+        seqs, memory, mask, finished, lengths = seqs[slots], memory[slots], mask[slots], finished[slots], lengths[slots]
+    return results
