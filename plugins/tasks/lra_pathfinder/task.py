@@ -69,8 +69,8 @@ DESCRIPTION = (
     "late (LRA's Transformer: 71.4 % after 62k steps; several models stayed at 50 %), and quick does NOT learn "
     "it: sdpa stays at chance (measured 51 % against a 54 % test majority), so quick rows show cost, not quality; "
     "use standard or full to compare quality. --data-dir "
-    "reads LRA's released layout (<level>/metadata/<n>.npy text lines naming imgs/<n>/sample_<k>.png, label in "
-    "column 4) for the profile's level; images must be side × side for the profile's length."
+    "reads LRA's released layout (<level>/metadata/<n>.npy text lines naming imgs/<n>/sample_<k>.png, the label in the 4th "
+    "field) for the profile's level; images must be side × side for the profile's length."
 )
 
 
