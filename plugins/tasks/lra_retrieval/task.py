@@ -27,8 +27,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "length": 256, "data_seed": 1, "hard_negatives": 0.5, "n_train": 6000, "n_val": 400, "n_test": 1000,
         "dim": 64, "depth": 2, "heads": 4, "ff_dim": 128, "dropout": 0.0, "pooling": "mean",
-        "steps": 150, "batch_size": 16, "eval_batch_size": 250,
-        "lr": 3e-3, "weight_decay": 0.01, "warmup_steps": 15, "clip_norm": 1.0,
+        "steps": 120, "batch_size": 16, "eval_batch_size": 250,
+        "lr": 3e-3, "weight_decay": 0.01, "warmup_steps": 12, "clip_norm": 1.0,
     },
     "standard": {
         "length": 1000, "data_seed": 1, "hard_negatives": 1.0, "n_train": 6000, "n_val": 400, "n_test": 1000,
