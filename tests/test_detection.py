@@ -207,7 +207,7 @@ def test_task_is_registered_and_profiles_are_json():
     assert set(TASK.profiles) == set(attnbench.PROFILES)
     for profile in TASK.profiles.values():
         assert json.loads(json.dumps(profile)) == profile
-    assert TASK.metric.name == "map" and TASK.requires == frozenset({"cross"})
+    assert TASK.metric.name == "map" and TASK.metric.baseline == "prior_baseline" and TASK.requires == frozenset({"cross"})
     assert "composed" in TASK.description.lower()
 
 

@@ -5,7 +5,7 @@ benchmark's CPU budget it does not learn (mAP@.5 0.001 after 40 s). This model f
 two-stage design of Deformable DETR (Zhu et al. 2021, "two-stage") and DINO's query
 selection (Zhang et al. 2023), with ordinary (not deformable) attention throughout:
 
-1. a CNN stem (two stride-2 3×3 convolutions) maps the image to a (S/4 × S/4) grid of ``dim``-wide tokens, plus
+1. a CNN stem (three 3×3 convolutions, two of stride 2) maps the image to a (S/4 × S/4) grid of ``dim``-wide tokens, plus
    learned position embeddings;
 2. a Transformer encoder (:class:`attnbench.nn.Encoder`, the variant in self-attention);
 3. a dense head predicts a class (with a no-object class) and a box for every cell, the box
@@ -106,7 +106,8 @@ class TwoStageDetector(nn.Module):
         groups = math.gcd(8, dim // 2)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, dim // 2, 3, stride=2, padding=1), nn.GroupNorm(groups, dim // 2), nn.GELU(),
-            nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
+            nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1), nn.GroupNorm(groups, dim), nn.GELU(),
+            nn.Conv2d(dim, dim, 3, padding=1),
         )
         self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         max_len = tokens

@@ -31,7 +31,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         **_SCENES, **_OPTIM, "canvas": 48, "max_digits": 3, "n_train": 4000, "n_test": 500,
         "dim": 64, "heads": 4, "enc_depth": 2, "dec_depth": 2, "ff_dim": 128, "num_queries": 10, "dropout": 0.0,
-        "steps": 400, "batch_size": 32, "eval_batch_size": 100, "lr": 3e-3, "warmup_steps": 20,
+        "steps": 360, "batch_size": 32, "eval_batch_size": 100, "lr": 3e-3, "warmup_steps": 20,
     },
     "standard": {
         **_SCENES, **_OPTIM, "canvas": 64, "max_digits": 5, "n_train": 20000, "n_test": 2000,
@@ -61,7 +61,8 @@ DESCRIPTION = (
         f"d {c['dim']}, {c['enc_depth']}+{c['dec_depth']} layers, {c['num_queries']} queries, {c['steps']} steps"
         for p, c in PROFILES.items()
     )
-    + ". Baseline: a prior predictor (every class's mean training box, scored by class frequency). "
+    + ". Baseline: a prior predictor that ignores the image (every class's mean training box, scored by class "
+    "frequency; prior_baseline); the first stage's proposals alone are reported as proposal_map. "
     "--data-dir reads COCO (annotations/instances_{train,val}*.json with train*/ and val*/ image folders), "
     "images resized to the profile's canvas, at most n_train/n_test images."
 )
@@ -140,7 +141,9 @@ class DetectionTask:
     name = "detection"
     domain = "vision"
     description = DESCRIPTION
-    metric = Metric(name="map", higher_is_better=True, unit="COCO mAP@[.5:.95]", lower=0.0, upper=1.0)
+    metric = Metric(
+        name="map", higher_is_better=True, unit="COCO mAP@[.5:.95]", lower=0.0, upper=1.0, baseline="prior_baseline"
+    )
     requires = frozenset({"cross"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 
