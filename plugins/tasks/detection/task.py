@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_convert
 
 from attnbench.nn.attention_maps import record_attention_map
@@ -68,7 +67,10 @@ DESCRIPTION = (
 )
 
 
-def _map_metric() -> MeanAveragePrecision:
+def _map_metric() -> Any:
+    """torchmetrics' COCO mAP (imported here: torchmetrics takes seconds to import, and listing tasks must not)."""
+    from torchmetrics.detection import MeanAveragePrecision
+
     backend = "faster_coco_eval" if importlib.util.find_spec("faster_coco_eval") else "pycocotools"
     return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend=backend)
 
