@@ -131,7 +131,8 @@ class ViTClassifier(nn.Module):
     """Normalisation, then a timm ``VisionTransformer`` whose attention is the variant.
 
     ``cfg["pool"]``: ``"avg"`` (mean of the patch tokens, no class token; it learns
-    faster on small data) or ``"token"`` (a class token, read out).
+    faster on small data), ``"max"`` (max over patch tokens: "is it anywhere", for
+    detecting a small finding) or ``"token"`` (a class token, read out).
 
     ``forward(images)`` takes uint8 (or float 0-255) images (B, C, H, W) and returns logits.
     """

@@ -6,11 +6,12 @@ depend on the other splits' sizes. One slice:
 
 1. **Phantom** (attenuation map, Shepp–Logan style: a sum of uniform ellipses in the unit
    square, rasterised at twice the image size and area-averaged): a body outline of
-   random shape and orientation with a thin denser wall, 2–4 organs of random size,
-   position, orientation and density, and a bright vertebra at the back.
-2. **Lesion** (label 1, half of the slices): a small near-round ellipse (radius about 1.2–2.8
-   pixels at 32×32) inside an organ or the body, hypo- or hyper-dense, with a random
-   contrast of 8–25 % of soft tissue.
+   random shape and orientation with a thin denser wall, 2–3 organs of random size,
+   position, orientation and density (±5–18 % of soft tissue), and a bright vertebra at
+   the back.
+2. **Lesion** (label 1, half of the slices): a near-round mass (radius 2.5–4.5 pixels at
+   32×32, i.e. 8–14 % of the field of view) inside an organ (70 %) or elsewhere in the
+   body, hypo- or hyper-dense with a random contrast of 20–40 % of soft tissue.
 3. **Scan**: parallel-beam line integrals over ``angles`` views in 180° by
    ``skimage.transform.radon``, scaled to a peak attenuation of about 4, with Poisson
    photon noise at a random dose (``photons`` per detector bin, varied ±2× per slice)
@@ -45,8 +46,17 @@ def _ellipse(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, a: float, b: 
     return (u / a) ** 2 + (v / b) ** 2 <= 1.0
 
 
-def phantom(rng: np.random.Generator, size: int, lesion: bool) -> np.ndarray:
-    """One attenuation map (size, size), float64, zero outside the scanner's circle."""
+#: Default lesion radius range in pixels and contrast range (fraction of soft tissue).
+LESION_RADIUS = (2.5, 4.5)
+LESION_CONTRAST = (0.2, 0.4)
+
+
+def phantom(rng: np.random.Generator, size: int, lesion: bool, *, radius: tuple[float, float] = LESION_RADIUS,
+            contrast: tuple[float, float] = LESION_CONTRAST) -> np.ndarray:
+    """One attenuation map (size, size), float64, zero outside the scanner's circle.
+
+    A lesion has a radius drawn from ``radius`` (pixels) and a contrast from ``contrast``.
+    """
     fine = 2 * size
     axis = (np.arange(fine) + 0.5) / fine * 2 - 1
     xx, yy = np.meshgrid(axis, axis)
@@ -66,14 +76,14 @@ def phantom(rng: np.random.Generator, size: int, lesion: bool) -> np.ndarray:
         return bx + u * c - v * s, by + u * s + v * c
 
     organs = []
-    for _ in range(rng.integers(2, 5)):
-        ox, oy = inside(0.55)
-        oa, ob = rng.uniform(0.12, 0.32), rng.uniform(0.1, 0.25)
+    for _ in range(rng.integers(2, 4)):
+        ox, oy = inside(0.5)
+        oa, ob = rng.uniform(0.2, 0.38), rng.uniform(0.16, 0.3)
         organs.append((ox, oy, oa, ob))
-        image[_ellipse(xx, yy, ox, oy, oa, ob, rng.uniform(0, math.pi))] += rng.choice([-1, 1]) * rng.uniform(0.06, 0.3)
+        image[_ellipse(xx, yy, ox, oy, oa, ob, rng.uniform(0, math.pi))] += rng.choice([-1, 1]) * rng.uniform(0.05, 0.18)
     # Vertebra: small and bright, at the back of the body.
     vx, vy = bx - 0.62 * bb * s, by + 0.62 * bb * c
-    image[_ellipse(xx, yy, vx, vy, rng.uniform(0.07, 0.1), rng.uniform(0.06, 0.09), tilt)] += 0.9
+    image[_ellipse(xx, yy, vx, vy, rng.uniform(0.13, 0.17), rng.uniform(0.1, 0.13), tilt)] += 0.9
     if lesion:
         if rng.uniform() < 0.7:  # most lesions sit in an organ
             ox, oy, oa, ob = organs[rng.integers(len(organs))]
@@ -81,12 +91,15 @@ def phantom(rng: np.random.Generator, size: int, lesion: bool) -> np.ndarray:
             lx, ly = ox + rho * oa * math.cos(t), oy + rho * ob * math.sin(t)
         else:
             lx, ly = inside(0.6)
-        radius = rng.uniform(1.2, 2.8) * 2 / size
+        r = rng.uniform(*radius) * 2 / size
         ratio = rng.uniform(0.75, 1.0)
-        contrast = rng.choice([-1, 1]) * rng.uniform(0.08, 0.25)
-        image[_ellipse(xx, yy, lx, ly, radius, radius * ratio, rng.uniform(0, math.pi))] += contrast
-    image[xx**2 + yy**2 > 0.97] = 0.0  # the scanner's field of view
-    return image.reshape(size, 2, size, 2).mean(axis=(1, 3))
+        delta = rng.choice([-1, 1]) * rng.uniform(*contrast)
+        image[_ellipse(xx, yy, lx, ly, r, r * ratio, rng.uniform(0, math.pi))] += delta
+    image = image.reshape(size, 2, size, 2).mean(axis=(1, 3))
+    # The scanner's field of view, as skimage's radon(circle=True) defines it.
+    rows, cols = np.mgrid[:size, :size]
+    image[(rows - size // 2) ** 2 + (cols - size // 2) ** 2 > (size // 2) ** 2] = 0.0
+    return image
 
 
 def scan(rng: np.random.Generator, image: np.ndarray, angles: int, photons: float) -> np.ndarray:
@@ -108,26 +121,31 @@ def window(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round((image - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
 
 
-def slice_(seed: int, split: int, index: int, size: int, angles: int, photons: float) -> tuple[np.ndarray, int]:
+def slice_(seed: int, split: int, index: int, size: int, angles: int, photons: float, *,
+           radius: tuple[float, float] = LESION_RADIUS,
+           contrast: tuple[float, float] = LESION_CONTRAST) -> tuple[np.ndarray, int]:
     """Slice ``index`` of split number ``split``: (uint8 image (size, size), label)."""
     rng = np.random.default_rng([seed, split, index])
     label = int(rng.uniform() < 0.5)
-    return window(scan(rng, phantom(rng, size, bool(label)), angles, photons)), label
+    image = phantom(rng, size, bool(label), radius=radius, contrast=contrast)
+    return window(scan(rng, image, angles, photons)), label
 
 
 @functools.lru_cache(maxsize=4)
-def simulate(seed: int, sizes: tuple[int, int, int], size: int = 32, angles: int = 40,
-             photons: float = 1e4) -> dict[str, np.ndarray]:
+def simulate(seed: int, sizes: tuple[int, int, int], size: int = 32, angles: int = 40, photons: float = 1e4,
+             radius: tuple[float, float] = LESION_RADIUS,
+             contrast: tuple[float, float] = LESION_CONTRAST) -> dict[str, np.ndarray]:
     """A simulated data set in MedMNIST's ``.npz`` layout: ``{split}_images``/``{split}_labels``.
 
-    ``sizes`` are the train, val and test counts. Cached in memory (the arrays are read-only).
+    ``sizes`` are the train, val and test counts; ``radius`` (pixels) and ``contrast``
+    bound the lesions. Cached in memory (the arrays are read-only).
     """
     arrays: dict[str, np.ndarray] = {}
     for number, (split, count) in enumerate(zip(SPLITS, sizes, strict=True)):
         images = np.zeros((count, size, size), dtype=np.uint8)
         labels = np.zeros((count, 1), dtype=np.uint8)
         for i in range(count):
-            images[i], labels[i, 0] = slice_(seed, number, i, size, angles, photons)
+            images[i], labels[i, 0] = slice_(seed, number, i, size, angles, photons, radius=radius, contrast=contrast)
         images.setflags(write=False)
         labels.setflags(write=False)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels

@@ -18,7 +18,7 @@ from . import data
 ATTENTION_OPTIONS = {"window": 15, "k": 16, "landmarks": 8}
 
 _COMMON = {
-    "weight_decay": 0.05, "clip_norm": 1.0, "label_smoothing": 0.0, "dropout": 0.0, "pool": "avg",
+    "weight_decay": 0.05, "clip_norm": 1.0, "label_smoothing": 0.0, "dropout": 0.0, "pool": "max",
     "image_size": 32, "angles": 40, "photons": 1e4, "attention_options": ATTENTION_OPTIONS,
 }
 
@@ -56,10 +56,12 @@ def _sizes(profile: str) -> str:
 
 
 DESCRIPTION = (
-    "Lesion detection on 2-D CT slices with a timm VisionTransformer (mean-pooled patch tokens) whose "
+    "Lesion detection on 2-D CT slices with a timm VisionTransformer (max-pooled patch tokens: is there a "
+    "lesion anywhere) whose "
     "attention is the variant. Default data is SIMULATED, not patient data: random-ellipse anatomical "
-    "phantoms (Shepp-Logan style body, 2-4 organs, vertebra), half with a small hypo- or hyper-dense "
-    "lesion of varied size and contrast, scanned by skimage's radon transform over few views with Poisson "
+    "phantoms (Shepp-Logan style body, 2-3 organs, vertebra), half with a hypo- or hyper-dense mass "
+    "(radius 2.5-4.5 px at 32x32, contrast 20-40% of soft tissue), scanned by skimage's radon transform "
+    "over few views with Poisson "
     "photon noise and reconstructed by filtered back projection (iradon), so the slices carry real "
     "low-dose CT streaks and grain; seeded, generated at run time and held in MedMNIST .npz layout. "
     "--data-dir: a directory with one MedMNIST .npz (train/val/test_images and _labels; any 2-D set, "
