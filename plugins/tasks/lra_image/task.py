@@ -24,7 +24,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # many small steps: a pixel Transformer first learns a bag of intensities (~25 % on MNIST), then positions
         **_TRAIN, "length": 256, "data_seed": 1, "n_train": 4000, "n_val": 500, "n_test": 500,
         "dim": 64, "depth": 1, "heads": 4, "ff_dim": 128, "dropout": 0.0, "pooling": "mean",
-        "steps": 960, "batch_size": 8, "lr": 3e-3, "warmup_steps": 50,
+        "steps": 800, "batch_size": 8, "lr": 3e-3, "warmup_steps": 40,
     },
     "standard": {
         **_TRAIN, "length": 1024, "data_seed": 1, "n_train": 4000, "n_val": 500, "n_test": 500,
@@ -49,7 +49,7 @@ DESCRIPTION = (
     + f"; split (quick) {PROFILES['quick']['n_train']}/{PROFILES['quick']['n_val']}/{PROFILES['quick']['n_test']} by a "
     "seeded permutation. --data-dir reads CIFAR-10 python batches (data_batch_1..5, test_batch), made grayscale "
     "as LRA does, split 45,000/5,000/10,000 as LRA, resized when length is not 1024. quick: 1 layer, width 64, "
-    "mean pooling, 960 AdamW steps of 8 images. full = LRA's CIFAR-10 "
+    "mean pooling, 800 AdamW steps of 8 images. full = LRA's CIFAR-10 "
     "setting: 1024 tokens, its Transformer's sizes (1 layer, 8 heads, width 128, MLP 128, dropout 0.3, CLS "
     "pooling; one width for queries and keys, where LRA used 64), batch 256, 35,000 steps. MNIST is much easier "
     "than CIFAR-10 (LRA's Transformer: 42.4 %), so default-data scores do not compare with the paper's."
