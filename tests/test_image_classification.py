@@ -182,6 +182,7 @@ def test_a_directory_in_neither_format_says_what_is_expected(tmp_path: Path):
 # --- runs through the harness ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "has_map"), [("softmax", True), ("linear", False)])
 def test_smoke_run_saves_an_attention_map_only_for_variants_with_weights(tmp_path: Path, variant, has_map):
     row = execute(Pairing(task="image-classification", variant=variant, profile="smoke", seed=0),
@@ -197,6 +198,7 @@ def test_smoke_run_saves_an_attention_map_only_for_variants_with_weights(tmp_pat
             assert image.format == "PNG"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["cifar", "image_folder"])
 def test_smoke_run_on_data_dir(tmp_path: Path, layout):
     root = write_cifar(tmp_path / "data") if layout == "cifar" else write_image_folder(tmp_path / "data")

@@ -153,6 +153,7 @@ def test_auc_is_binary_or_macro_one_vs_rest():
 # --- runs through the harness ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "has_map"), [("softmax", True), ("linear", False)])
 def test_smoke_run_on_simulated_ct(tmp_path: Path, variant, has_map):
     row = execute(Pairing(task="medical-imaging", variant=variant, profile="smoke", seed=0), torch.device("cpu"),
@@ -166,6 +167,7 @@ def test_smoke_run_on_simulated_ct(tmp_path: Path, variant, has_map):
             assert image.format == "PNG"
 
 
+@pytest.mark.slow
 def test_smoke_run_on_a_medmnist_npz(tmp_path: Path):
     root = write_npz(tmp_path / "data", n=(40, 8, 16), side=28, rgb=True, classes=3)
     (tmp_path / "work").mkdir()
