@@ -25,7 +25,10 @@ IMDB = {
     "test/pos/0_10.txt": "Brilliant and funny.",
     "test/neg/1_1.txt": "Terrible plot.",
 }
-TRAIN_TSV = "label\ttext\nsports\tThe match went to extra time.\nworld\tTalks resumed in Geneva.\nsports\tA late goal won it.\n\nscience\tA new comet was seen.\n"
+TRAIN_TSV = (
+    "label\ttext\nsports\tThe match went to extra time.\nworld\tTalks resumed in Geneva.\n"
+    "sports\tA late goal won it.\n\nscience\tA new comet was seen.\n"
+)
 TEST_TSV = "world\tElections were held.\nscience\tThe probe reached Mars.\n"
 
 
@@ -101,15 +104,19 @@ def test_tsv_layout_with_string_labels(tmp_path):
 @pytest.mark.parametrize(("files", "message"), [
     ({"test.tsv": TEST_TSV}, r"lacks train\.tsv; expected either TSV files"),
     ({"train.tsv": TRAIN_TSV}, r"lacks test\.tsv"),
-    ({"train.tsv": TRAIN_TSV, "test.tsv": TEST_TSV + "world\tone\ttoo many\n"}, r"test\.tsv, line 3: 3 tab-separated field\(s\); expected 2 fields"),
+    ({"train.tsv": TRAIN_TSV, "test.tsv": TEST_TSV + "world\tone\ttoo many\n"},
+     r"test\.tsv, line 3: 3 tab-separated field\(s\); expected 2 fields"),
     ({"train.tsv": "sports only a text\n", "test.tsv": TEST_TSV}, r"train\.tsv, line 1: 1 tab-separated field\(s\)"),
     ({"train.tsv": TRAIN_TSV, "test.tsv": "\n\n"}, r"test\.tsv holds no examples"),
-    ({"train.tsv": TRAIN_TSV, "test.tsv": "weather\tRain.\n"}, r"test\.tsv, line 1: label 'weather', which train\.tsv never uses"),
+    ({"train.tsv": TRAIN_TSV, "test.tsv": "weather\tRain.\n"},
+     r"test\.tsv, line 1: label 'weather', which train\.tsv never uses"),
     ({"train.tsv": TRAIN_TSV, "test.tsv": b"world\tcaf\xe9\n"}, r"test\.tsv is not utf-8 text \(byte 9"),
-    ({"train/pos/a.txt": "good", "train/neg/b.txt": "bad"}, r"test does not exist; expected the aclImdb layout test/<label>/\*\.txt"),
+    ({"train/pos/a.txt": "good", "train/neg/b.txt": "bad"},
+     r"test does not exist; expected the aclImdb layout test/<label>/\*\.txt"),
     ({"train/pos/a.txt": "good", "train/neg/b.txt": "bad", "test/pos/x.md": "x"}, r"test holds no <label>/\*\.txt files"),
     ({"train/pos/a.txt": "good", "train/neg/b.txt": b"\xff\xfebad", "test/pos/c.txt": "ok"}, r"b\.txt is not utf-8 text"),
-    ({"train/pos/a.txt": "good", "train/neg/b.txt": "  ", "test/pos/c.txt": "ok"}, r"b\.txt is empty; expected the text of one review"),
+    ({"train/pos/a.txt": "good", "train/neg/b.txt": "  ", "test/pos/c.txt": "ok"},
+     r"b\.txt is empty; expected the text of one review"),
     ({"train/pos/a.txt": "good", "test/pos/c.txt": "ok", "test/neg/d.txt": "no"}, r"label folder\(s\) neg that train/ lacks"),
     ({"README": "nothing here"}, r"holds no text-classification data; expected either TSV files"),
 ])
@@ -139,6 +146,7 @@ def test_task_is_registered_with_profiles_and_requirements():
     assert "12,752" in TASK.description and "aclImdb" in TASK.description
 
 
+@pytest.mark.slow
 def test_smoke_run_on_default_and_on_a_tsv_dir(tmp_path):
     row = execute(Pairing(task=TASK.name, variant="sdpa", profile="smoke", seed=0), torch.device("cpu"))
     assert row.status == "ok", row.error

@@ -27,9 +27,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "quick": {
         **_COMMON, "vocab_size": 4000, "max_length": 48, "n_train": None, "n_val": None, "n_test": None,
-        "dim": 64, "depth": 2, "heads": 4, "ff_dim": 128, "dropout": 0.1,
-        "steps": 400, "batch_size": 64, "eval_batch_size": 500,
-        "lr": 2e-3, "weight_decay": 0.05, "warmup_steps": 40,
+        "dim": 64, "depth": 2, "heads": 4, "ff_dim": 128, "dropout": 0.0,
+        "steps": 300, "batch_size": 64, "eval_batch_size": 500,
+        "lr": 6e-3, "weight_decay": 0.05, "warmup_steps": 30,
     },
     "standard": {
         **_COMMON, "vocab_size": 8000, "max_length": 128, "n_train": None, "n_val": None, "n_test": None,

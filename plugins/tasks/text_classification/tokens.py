@@ -59,7 +59,8 @@ class Vocabulary:
 
 
 def _key(texts: Sequence[str], vocab_size: int, min_frequency: int) -> str:
-    digest = hashlib.sha256(json.dumps({"kind": "bpe-lower-v1", "vocab_size": vocab_size, "min_frequency": min_frequency}).encode())
+    settings = {"kind": "bpe-lower-v1", "vocab_size": vocab_size, "min_frequency": min_frequency}
+    digest = hashlib.sha256(json.dumps(settings).encode())
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
