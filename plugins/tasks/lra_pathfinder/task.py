@@ -67,7 +67,7 @@ DESCRIPTION = (
     "with contours of 4 paddles, seeds 3 px apart and 2 distractors of 2 (LRA's paddles and markers); quick "
     "trains 150 steps on 2,000 images (generating 2,600 images costs ~15 s of one core). Pathfinder is learned "
     "late (LRA's Transformer: 71.4 % after 62k steps; several models stayed at 50 %), and quick does NOT learn "
-    "it: sdpa stays at chance (measured 51 % against a 54 % test majority), so quick rows show cost, not quality; "
+    "it: sdpa stays at chance (measured 50.5 %, the test majority), so quick rows show cost, not quality; "
     "use standard or full to compare quality. --data-dir "
     "reads LRA's released layout (<level>/metadata/<n>.npy text lines naming imgs/<n>/sample_<k>.png, the label in the 4th "
     "field) for the profile's level; images must be side × side for the profile's length."
