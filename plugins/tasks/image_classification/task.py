@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torchmetrics.functional.classification import multiclass_accuracy
-
 from attnbench.specs import Metric, RunContext
 from attnbench.training import seed_everything
 
 from . import data, vit
+
+
+def classification():
+    """torchmetrics' functional classification metrics, imported when scoring (importing torchmetrics
+    takes seconds, and listing tasks must not pay for it)."""
+    from torchmetrics.functional import classification as metrics
+
+    return metrics
 
 #: Knobs of the variants that read them, scaled to ~50-token sequences: ``window`` keys for
 #: local attention (about two patch rows; odd, as sparse attention reads it in blocks),
@@ -73,7 +79,7 @@ class ImageClassificationTask:
     name = "image-classification"
     domain = "vision"
     description = DESCRIPTION
-    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0)
+    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires: frozenset[str] = frozenset()
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 
@@ -88,7 +94,8 @@ class ImageClassificationTask:
 
         def accuracy(split: vit.ImageSplit) -> float:
             scores = vit.logits(model, split, int(cfg["eval_batch_size"]), ctx.device)
-            return float(multiclass_accuracy(scores, split.labels, num_classes=images.num_classes, average="micro"))
+            accuracy = classification().multiclass_accuracy
+            return float(accuracy(scores, split.labels, num_classes=images.num_classes, average="micro"))
 
         metrics = {
             "accuracy": accuracy(images.test),

@@ -127,7 +127,7 @@ class LraRetrievalTask:
     name = "lra-retrieval"
     domain = "long-range"
     description = DESCRIPTION
-    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0)
+    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires = frozenset({"padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 

@@ -105,7 +105,7 @@ class LraTextTask:
     name = "lra-text"
     domain = "long-range"
     description = DESCRIPTION
-    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0)
+    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires = frozenset({"padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 

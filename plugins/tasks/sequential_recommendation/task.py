@@ -141,7 +141,7 @@ class SequentialRecommendationTask:
     name = "sequential-recommendation"
     domain = "recsys"
     description = DESCRIPTION
-    metric = Metric(name="ndcg10", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0)
+    metric = Metric(name="ndcg10", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="popularity_ndcg10")
     requires = frozenset({"causal", "padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 

@@ -88,7 +88,7 @@ class SpeechCommandsTask:
     name = "speech-commands"
     domain = "speech"
     description = DESCRIPTION
-    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0)
+    metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires = frozenset({"padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 

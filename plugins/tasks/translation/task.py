@@ -85,7 +85,7 @@ class TranslationTask:
     name = "translation"
     domain = "nlp"
     description = DESCRIPTION
-    metric = Metric(name="bleu", higher_is_better=True, unit="BLEU", lower=0.0, upper=100.0)
+    metric = Metric(name="bleu", higher_is_better=True, unit="BLEU", lower=0.0, upper=100.0, baseline="copy_bleu")
     requires = frozenset({"causal", "cross", "padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
 
