@@ -35,7 +35,7 @@ TEST_TSV = "world\tElections were held.\nscience\tThe probe reached Mars.\n"
 @pytest.fixture(autouse=True)
 def tokenizer_cache(tmp_path, monkeypatch):
     """Trained tokenizers go to a temporary cache, never to the user's."""
-    monkeypatch.setenv("ATTNBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> Path:

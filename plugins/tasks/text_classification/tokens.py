@@ -2,7 +2,7 @@
 
 The BPE tokenizer (Hugging Face ``tokenizers``) is trained on the training texts of the
 run's corpus and cached outside the repository, keyed by a hash of its settings and of
-those texts: ``$ATTNBENCH_CACHE``, else ``$XDG_CACHE_HOME/attnbench``, else
+those texts: ``$ATTNBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnbench``, else
 ``~/.cache/attnbench`` (subfolder ``text-classification``). An unwritable cache only
 costs the retraining (well under a second for the default corpus).
 """
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from attnbench.cache import cache_dir as shared_cache_dir
+
 PAD = 0
 UNK = 1
 SPECIALS = ("[PAD]", "[UNK]")
@@ -28,12 +30,8 @@ BYTE_VOCAB = 257
 
 
 def cache_dir() -> Path:
-    """Where trained tokenizers are kept (see the module docstring)."""
-    root = os.environ.get("ATTNBENCH_CACHE")
-    if root:
-        return Path(root) / "text-classification"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg or Path.home() / ".cache") / "attnbench" / "text-classification"
+    """Where trained tokenizers are kept (:func:`attnbench.cache.cache_dir`)."""
+    return shared_cache_dir("text-classification")
 
 
 @dataclass(frozen=True)

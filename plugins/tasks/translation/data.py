@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from attnbench.cache import cache_dir as shared_cache_dir
 from attnbench.datafiles import read_text, require_dir
 from attnbench.errors import DataError
 
@@ -199,11 +200,8 @@ def load_dir(data_dir: Path, config: Mapping[str, Any] | None = None) -> Corpus:
 
 
 def cache_dir() -> Path:
-    """Where trained tokenizers are kept: ``$ATTNBENCH_CACHE_DIR``, else the user's cache."""
-    if os.environ.get("ATTNBENCH_CACHE_DIR"):
-        return Path(os.environ["ATTNBENCH_CACHE_DIR"]) / "translation"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "attnbench" / "translation"
+    """Where trained tokenizers are kept (:func:`attnbench.cache.cache_dir`)."""
+    return shared_cache_dir("translation")
 
 
 def _train_bpe(texts: Sequence[str], vocab_size: int):

@@ -53,7 +53,8 @@ def _nan(ctx) -> None:
 
 TASKS = [
     _Fault("fault-abort", "calls os.abort() inside run()", _abort),
-    _Fault("fault-hang", "sleeps forever inside run() (needs arbitrary masks, so faulty-build skips it)", _hang, {"arbitrary_mask"}),
+    _Fault("fault-hang", "sleeps forever inside run() (needs arbitrary masks: faulty-build skips it)", _hang,
+           {"arbitrary_mask"}),
     _Fault("fault-memory", "allocates 64 MiB tensors until memory runs out", _exhaust_memory),
     _Fault("fault-raises", "raises RuntimeError inside run()", _raise),
     _Fault("fault-nan", "reports a NaN training loss", _nan),
