@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,11 @@ def test_ray_rows_equal_the_local_executors_for_the_same_seeds(local_ray, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_ray_pairing_past_its_timeout_is_a_timeout_row_and_the_rest_go_on(local_ray, tmp_path: Path):
+def test_a_ray_pairing_past_its_timeout_is_cancelled_and_recorded_as_timeout(local_ray, tmp_path: Path):
     slow = plan(tasks=["listops"], variants=["softmax"], profile="standard", seeds=[0])  # 10,000 steps: minutes
-    quick = plan(tasks=["listops"], variants=["sdpa"], profile="smoke", seeds=[0], overrides={"steps": 2})
     rows = []
-    executor = RayExecutor(CPU, jobs=2, timeout=40, artifacts=tmp_path / "artifacts")
-    executor.run(slow + quick, rows.append, Quiet())
-    statuses = {r.variant: r.status for r in rows}
-    assert statuses == {"softmax": "timeout", "sdpa": "ok"}, [r.error for r in rows]
-    assert "exceeded --timeout 40 s" in next(r.error for r in rows if r.variant == "softmax")
+    started = time.monotonic()
+    RayExecutor(CPU, jobs=1, timeout=20, artifacts=tmp_path / "artifacts").run(slow, rows.append, Quiet())
+    (row,) = rows
+    assert row.status == "timeout" and "exceeded --timeout 20 s" in row.error, row.error
+    assert time.monotonic() - started < 60  # cancelled, not waited for
