@@ -8,6 +8,8 @@ in eval mode. A task package keeps only its model, its data and its metric.
 * :class:`TrainConfig` / :func:`train_steps` — the loop: AdamW, clipping, schedule,
   ``ctx.meter`` timing, ``ctx.progress`` per step (NaN loss → ``diverged``).
 * :func:`batched_eval` — run a function over a split in eval mode without gradients.
+* :mod:`attnbench.training.classification` — ``train_classifier``, ``accuracy`` and
+  ``classification_metrics`` for classifiers over token splits (ListOps, LRA text).
 """
 
 from attnbench.training.batches import shuffled_batches

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from attnbench.nn import SequenceClassifier
 from attnbench.specs import Metric, RunContext
-from attnbench.training import TrainConfig, batched_eval, seed_everything, shuffled_batches, train_steps
+from attnbench.training import seed_everything
+from attnbench.training.classification import classification_metrics, train_classifier
 
 from . import data
 
@@ -79,16 +79,6 @@ def fix_sinusoidal_positions(model: SequenceClassifier) -> SequenceClassifier:
     return model
 
 
-def accuracy(model: torch.nn.Module, split: data.Split, batch_size: int, device: torch.device) -> float:
-    """Fraction of ``split`` classified correctly, in eval mode."""
-
-    def correct(index: torch.Tensor) -> int:
-        tokens, mask, labels = split.batch(index, device)
-        return int((model(tokens, mask).argmax(-1) == labels).sum())
-
-    return sum(batched_eval(model, len(split), batch_size, correct)) / len(split)
-
-
 def load(ctx: RunContext) -> data.Splits:
     """The splits of ``ctx``: the news articles by default, an aclImdb tree from ``ctx.data_dir``."""
     cfg = ctx.config
@@ -123,29 +113,8 @@ class LraTextTask:
         )
         model = fix_sinusoidal_positions(model).to(ctx.device)
         batch_size = min(int(cfg["batch_size"]), len(splits.train))
-        losses = train(model, splits.train, ctx, batch_size)
-
-        eval_size = int(cfg["eval_batch_size"])
-        metrics = {
-            "accuracy": accuracy(model, splits.test, eval_size, ctx.device),
-            "val_accuracy": accuracy(model, splits.val, eval_size, ctx.device),
-            "majority_baseline": splits.test.majority_fraction(),
-            "final_loss": sum(losses[-10:]) / len(losses[-10:]),
-        }
-        tokens, mask, _ = splits.test.batch(torch.arange(min(batch_size, len(splits.test))), ctx.device)
-        ctx.meter.model(model, tokens, mask)
-        return metrics
-
-
-def train(model: torch.nn.Module, split: data.Split, ctx: RunContext, batch_size: int) -> list[float]:
-    """The profile's AdamW steps on ``split`` through the harness's shared loop; returns the losses."""
-
-    def loss(index: torch.Tensor) -> tuple[torch.Tensor, int]:
-        tokens, mask, labels = split.batch(index, ctx.device)
-        return F.cross_entropy(model(tokens, mask), labels), len(index)
-
-    batches = shuffled_batches(len(split), batch_size, torch.Generator().manual_seed(ctx.seed))
-    return train_steps(model, ctx, TrainConfig.from_profile(ctx.config), batches, loss)
+        losses = train_classifier(model, splits.train, ctx, batch_size)
+        return classification_metrics(model, splits.val, splits.test, losses, ctx, batch_size)
 
 
 TASK = LraTextTask()
