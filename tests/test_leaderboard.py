@@ -142,3 +142,12 @@ def test_names_from_plugins_cannot_change_the_page_or_the_table():
     md = markdown(header, body)
     line = next(line for line in md.splitlines() if "script" in line)
     assert line.count(" | ") == md.splitlines()[0].count(" | ")  # the name's pipes are escaped, columns intact
+
+
+def test_environments_are_compared_only_on_request_and_then_shown_as_a_column():
+    rows = [_row(variant="sdpa", env="cpu | torch 2.9", value=0.6), _row(variant="sdpa", env="cuda:H100 | torch 2.9", value=0.7)]
+    assert len(task_tables(rows, METRICS)) == 2
+    (table,) = task_tables(rows, METRICS, compare_environments=True)
+    header, body = task_rows(table)
+    assert header[:3] == ["rank", "variant", "environment"]
+    assert [r[1:3] for r in body] == [["sdpa @ cuda:H100", "cuda:H100 | torch 2.9"], ["sdpa @ cpu", "cpu | torch 2.9"]]

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write <task>.md/.csv, overall.md/.csv and leaderboard.json here "
                    "(default: a 'report' folder beside the store)")
+    p.add_argument("--compare-environments", action="store_true",
+                   help="rank rows from different devices / torch versions in one table per task, with the "
+                   "environment as a column (by default environments are never mixed)")
     p.add_argument("--html", default=None, metavar="DIR",
                    help="also write DIR/report.html: one self-contained page with tables and plots")
     add_format_flag(p)
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     loaded = plugins.load()
     metrics = {t.name: t.metric for t in loaded.tasks}
-    tables = task_tables(rows, metrics)
+    tables = task_tables(rows, metrics, compare_environments=args.compare_environments)
     matrices = overall_matrix(tables)
     found = sweeps(rows, metrics)
     if args.format == "json":

@@ -31,13 +31,15 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     costs = table.cost_columns()
     ratios = table.ratio_columns()
     arrow = "↑" if table.higher_is_better else "↓"
-    header = ["rank", "variant", "status", "seeds", *[f"{m} {arrow}" if m == table.metric else m for m in metrics],
+    compared = any(e.environment for e in table.entries)
+    header = ["rank", "variant", *(["environment"] if compared else []), "status", "seeds",
+              *[f"{m} {arrow}" if m == table.metric else m for m in metrics],
               *[h for _, h in costs], *[h for _, h in ratios], "pareto", "fairness", "note"]
     body = []
     ranks = table.ranks()
     front = table.pareto()
     for e in table.entries:
-        cells = [str(ranks.get(e.variant, "—")), e.variant, e.status, str(e.seeds)]
+        cells = [str(ranks.get(e.variant, "—")), e.variant, *([e.environment] if compared else []), e.status, str(e.seeds)]
         for m in metrics:
             v = e.metrics.get(m)
             std = e.metric_std.get(m, 0.0)

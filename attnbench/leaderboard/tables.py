@@ -24,6 +24,7 @@ The rules, as the report states them:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -67,6 +68,7 @@ class Entry:
     metric_std: dict[str, float]
     cost: dict[str, float]
     note: str = ""
+    environment: str = ""  # set only when environments are compared in one table
 
 
 @dataclass(kw_only=True)
@@ -204,19 +206,33 @@ def variant_label(row: ResultRow) -> str:
     return row.variant + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
 
 
-def task_tables(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> list[TaskTable]:
+#: The environment of a table in which the user asked to compare environments.
+ALL_ENVIRONMENTS = "all environments (compared)"
+
+
+def task_tables(rows: Iterable[ResultRow], metrics: Mapping[str, Metric],
+                compare_environments: bool = False) -> list[TaskTable]:
     """Group rows into ranked tables; ``metrics`` maps task → its primary :class:`Metric`.
 
     One table per task, profile, environment and task setup (:func:`setup_hash`); a variant
     run with options is its own line (:func:`variant_label`). A task no longer installed
     falls back to its first reported metric, higher is better.
+
+    With ``compare_environments`` rows from different environments share one table per
+    task setup, each variant once per environment, and the entries carry their
+    environment (a column in every format); otherwise environments never mix.
     """
     groups: dict[tuple[str, str, str, str], dict[str, list[ResultRow]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        groups[(r.task, r.profile, r.environment, setup_hash(r))][variant_label(r)].append(r)
+        env = ALL_ENVIRONMENTS if compare_environments else r.environment
+        label = f"{variant_label(r)} @ {r.environment.split(' | ')[0]}" if compare_environments else variant_label(r)
+        groups[(r.task, r.profile, env, setup_hash(r))][label].append(r)
     tables = []
     for (task, profile, env, chash), by_variant in sorted(groups.items()):
         entries = [_aggregate(v, rs) for v, rs in by_variant.items()]
+        if compare_environments:
+            entries = [dataclasses.replace(e, environment=rs[0].environment)
+                       for e, rs in zip(entries, by_variant.values(), strict=True)]
         fallback = next((m for e in entries for m in e.metrics), "score")
         metric = metrics.get(task) or Metric(name=fallback)
         sign = -1 if metric.higher_is_better else 1
