@@ -9,8 +9,11 @@ is an error that says so, rather than a silent new table in someone else's datab
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -46,35 +49,102 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-class Store:
-    """A results store file; use as a context manager or call :meth:`close`."""
+def busy_timeout() -> float:
+    """Seconds a store waits for another writer's lock: ``ATTNBENCH_STORE_TIMEOUT``, else 30."""
+    value = os.environ.get("ATTNBENCH_STORE_TIMEOUT", "30")
+    try:
+        return float(value)
+    except ValueError:
+        raise StoreError(f"ATTNBENCH_STORE_TIMEOUT must be a number of seconds, got {value!r}; "
+                         "unset it to wait the default 30 s") from None
 
-    def __init__(self, path: str | Path) -> None:
+
+def explain(path: Path, exc: sqlite3.Error, timeout: float) -> str:
+    """What an SQLite error on the store at ``path`` means for the user, with the fix (one line)."""
+    text = str(exc)
+    lower = text.lower()
+    if "locked" in lower or "busy" in lower:
+        return (f"store {path} is locked by another process holding a write transaction (waited {timeout:g} s: "
+                f"{text}); let that process finish, pass another file with --store, or wait longer with "
+                "ATTNBENCH_STORE_TIMEOUT=SECONDS")
+    if "readonly" in lower or "read-only" in lower:
+        return (f"store {path} is read-only for this process ({text}); make the file and its folder writable "
+                "(SQLite writes FILE-wal and FILE-shm beside it), or pass a writable file with --store")
+    if "unable to open" in lower:
+        return (f"cannot open store {path} ({text}); its folder must exist and be writable (SQLite writes "
+                "FILE-wal and FILE-shm beside it), or pass another file with --store")
+    if "full" in lower or "disk i/o" in lower or "too large" in lower:
+        return (f"cannot write store {path}: the disk is full or the file hit a size limit ({text}); free some "
+                "space (or raise the limit) and re-run with --resume: every row committed before this is kept")
+    return (f"{path} is not an attnbench results store ({text}); pass a new path with --store, "
+            "or move that file away")
+
+
+class Store:
+    """A results store file; use as a context manager or call :meth:`close`.
+
+    Opening only reads, unless the file is new (the schema is created) or older (it is
+    migrated); :meth:`check_writable` proves up front that rows can be written. Every
+    SQLite failure (locked, read-only, disk full, not a database) becomes a one-line
+    :class:`StoreError` naming the file and the fix. ``timeout`` is how long to wait for
+    another writer's lock (default: :func:`busy_timeout`).
+    """
+
+    def __init__(self, path: str | Path, *, timeout: float | None = None) -> None:
         self.path = Path(path)
+        self.timeout = busy_timeout() if timeout is None else timeout
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a directory; pass a file such as {self.path / 'results.sqlite'}")
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of store {self.path} ({exc}); "
+                             "pass a file in a writable folder with --store") from None
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            if fresh:
-                self._db.executescript(_CREATE)
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?), ('version', ?)",
-                                 (SCHEMA_NAME, str(SCHEMA_VERSION)))
+            if not self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                self._create()
             self._check_schema()
             self._upgrade()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is not an attnbench results store ({exc}); "
-                "pass a new path with --store, or move that file away"
-            ) from None
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(explain(self.path, exc, self.timeout)) from None
+        except StoreError:
+            self.close()
+            raise
+
+    def _create(self) -> None:
+        """Create the schema in one transaction (two processes creating one file at once both succeed)."""
+        with self._transaction():
+            for statement in _CREATE.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('version', ?)",
+                             (SCHEMA_NAME, str(SCHEMA_VERSION)))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any failure: a row is all there or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise
 
     def _check_schema(self) -> None:
         try:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
             meta = {}
         if meta.get("schema") != SCHEMA_NAME:
             raise StoreError(
@@ -84,27 +154,54 @@ class Store:
         if int(meta.get("version", 0)) > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer attnbench (store version {meta['version']}, "
-                f"this one reads {SCHEMA_VERSION}); upgrade attnbench"
+                f"this one reads {SCHEMA_VERSION}); upgrade attnbench (pip install -U attnbench), "
+                "or pass another file with --store"
             )
 
     def _upgrade(self) -> None:
-        """Bring a store written by an older attnbench up to this version (columns only ever added)."""
+        """Bring a store written by an older attnbench up to this version (columns only ever added).
+
+        A current store is left untouched, so opening one to read never writes.
+        """
         present = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}
-        for column, definition in _ADDED.items():
-            if column not in present:
-                self._db.execute(f"ALTER TABLE results ADD COLUMN {column} {definition}")
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
+        version = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        if set(_ADDED) <= present and version and int(version[0]) == SCHEMA_VERSION:
+            return
+        with self._transaction():
+            present = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}  # another writer may have won
+            for column, definition in _ADDED.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE results ADD COLUMN {column} {definition}")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
+
+    def check_writable(self) -> None:
+        """Prove that a row can be committed now (not locked, not read-only, space for a page), or raise
+        :class:`StoreError` — so ``attnbench run`` fails before any work rather than after it."""
+        try:
+            with self._transaction():
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_at', ?)", (repr(time.time()),))
+        except sqlite3.Error as exc:
+            raise StoreError(explain(self.path, exc, self.timeout)) from None
 
     def write(self, row: ResultRow) -> None:
-        """Insert or replace one row, committed at once."""
+        """Insert or replace one row, committed at once in its own transaction.
+
+        If the write fails (lock held past the timeout, disk full) nothing of the row is
+        stored, the pairing counts as not done for ``--resume``, and :class:`StoreError` says so.
+        """
         values = asdict(row)
         for name in _JSON:
             values[name] = json.dumps(dict(values[name]), sort_keys=True)
         placeholders = ", ".join("?" for _ in _COLUMNS)
-        self._db.execute(
-            f"INSERT OR REPLACE INTO results ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-            [values[c] for c in _COLUMNS],
-        )
+        try:
+            with self._transaction():
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO results ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                    [values[c] for c in _COLUMNS],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"the row of {row.task} × {row.variant} (seed {row.seed}) was not saved: "
+                             f"{explain(self.path, exc, self.timeout)}") from None
 
     def rows(self, **where: object) -> list[ResultRow]:
         """All rows, optionally filtered by equality on columns (``task="listops"``)."""
@@ -134,7 +231,9 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (rows are already committed)."""
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> Store:
         return self
