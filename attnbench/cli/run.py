@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir, overrides=overrides, variant_options=parse_variant_options(args.variant_options),
                     sweep=sweep)
     with Store(args.store) as store:
+        store.check_writable()  # locked, read-only or full: say so now, not after the first pairing
         todo = pairings
         if args.resume:
             split = split_resumed(pairings, store, device)
