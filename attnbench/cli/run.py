@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from attnbench.cli import console, warn_plugin_errors
+from attnbench.cli import console, err_console, warn_plugin_errors
 from attnbench.runner.device import DEVICE_CHOICES, resolve_device
 from attnbench.runner.matrix import plan, run_matrix, split_resumed
 from attnbench.runner.overrides import parse_assignment, parse_sweep, parse_variant_options
 from attnbench.runner.pairing import Pairing
+from attnbench.runner.tensorboard import TensorBoardError, TensorBoardLog
 from attnbench.specs import PROFILES, ResultRow
 from attnbench.store import DEFAULT_STORE, Store
 
@@ -81,6 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="run the matrix once per value of a profile key, e.g. length=256,512,1024")
     p.add_argument("--store", default=str(DEFAULT_STORE), metavar="FILE",
                    help=f"SQLite results store (default: {DEFAULT_STORE})")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write each pairing's training loss as TensorBoard events under "
+                   "DIR/<task>/<variant>/<profile>-seed<N>-<hash> (pip install 'attnbench[tensorboard]')")
     return p
 
 
@@ -167,6 +174,11 @@ def _brief(row: ResultRow) -> str:
 
 def run(args: argparse.Namespace) -> int:
     warn_plugin_errors()
+    try:  # a missing package stops us here, before any work
+        board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
+    except TensorBoardError as exc:  # printed without markup: rich would eat the '[tensorboard]' of the hint
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
     device = resolve_device(args.device)
     if args.jobs < 1:
         raise SystemExit("error: --jobs must be at least 1")
@@ -193,10 +205,24 @@ def run(args: argparse.Namespace) -> int:
         with MatrixProgress(*columns, console=console, transient=False) as progress:
             rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo), todo),
                               jobs=args.jobs, timeout=args.timeout, executor=args.executor, address=args.address,
-                              max_memory_mb=args.max_memory)
+                              max_memory_mb=args.max_memory, on_row=_tensorboard_writer(board, progress.console))
     console.print(_summary(rows, time.perf_counter() - start))
     console.print(f"see the leaderboard with: attnbench report --store {args.store}")
     return 0
+
+
+def _tensorboard_writer(board: TensorBoardLog | None, out: Console) -> Callable[[ResultRow], None] | None:
+    """The on_row hook for ``--tensorboard``: a curve that cannot be written is a warning, not a stop."""
+    if board is None:
+        return None
+
+    def write(row: ResultRow) -> None:
+        try:
+            board.write(row)
+        except (OSError, ValueError) as exc:
+            out.print(f"[yellow]warning:[/] no TensorBoard curve for {row.task} × {row.variant}: {exc}", highlight=False)
+
+    return write
 
 
 def _summary(rows: list[ResultRow], seconds: float) -> Table:

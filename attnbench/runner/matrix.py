@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,15 +88,18 @@ def split_resumed(pairings: list[Pairing], store: Store, device: torch.device) -
 def run_matrix(
     pairings: list[Pairing], *, store: Store, device: torch.device, display: Display,
     jobs: int = 1, timeout: float | None = None, executor: str = "local", address: str | None = None,
-    max_memory_mb: float | None = None,
+    max_memory_mb: float | None = None, on_row: Callable[[ResultRow], None] | None = None,
 ) -> list[ResultRow]:
     """Run ``pairings`` on ``executor`` (``local`` worker processes or ``ray`` tasks), writing
-    each row to ``store`` as it finishes; ``address`` is the Ray cluster's (None: a local Ray)."""
+    each row to ``store`` as it finishes; ``address`` is the Ray cluster's (None: a local Ray).
+    ``on_row`` is then called with the stored row, in this process, whichever the executor."""
     rows: list[ResultRow] = []
 
-    def on_row(row: ResultRow) -> None:
+    def record(row: ResultRow) -> None:
         store.write(row)
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
 
     artifacts = store.path.parent / "artifacts"
     if executor == "ray":
@@ -106,5 +109,5 @@ def run_matrix(
                                                           address=address)
     else:
         runner = LocalExecutor(device, jobs=jobs, timeout=timeout, artifacts=artifacts, max_memory_mb=max_memory_mb)
-    runner.run(pairings, on_row, display)
+    runner.run(pairings, record, display)
     return rows
