@@ -19,6 +19,7 @@ Then ``attnbench list attention`` shows it, ``attnbench run --variants mine`` ru
 and ``pytest`` with :mod:`attnbench.testing` checks it against the contract.
 """
 
+from attnbench import flex as flex  # attnbench.flex.variant(): a variant from a FlexAttention score_mod/mask_mod
 from attnbench.errors import AttnbenchError
 from attnbench.hookspecs import hookimpl, hookspec
 from attnbench.specs import (
