@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,68 @@ def test_piped_tables_keep_whole_names_and_machine_formats_parse():
     assert local["causal"] is True and "window=64" in local["options"]
     settings = list(csv.DictReader(io.StringIO(run_cli("list", "--settings", "smoke", "--format", "csv").stdout)))
     assert {"task": "listops", "setting": "steps", "smoke": "20"} in settings
+
+
+BENCH_JSON = Path(__file__).parent.parent / "benchmarks" / "variant-cost-cpu.json"  # written by `attnbench bench --out`
+
+
+def test_html_report_adds_scaling_curves_with_fitted_slopes_from_a_bench_json(store: Path, tmp_path: Path):
+    result = run_cli("report", "--store", str(store), "--out", str(tmp_path / "md"), "--html", str(tmp_path / "site"),
+                     "--bench", str(BENCH_JSON))
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "site" / "report.html").read_text()
+    assert "<h2>scaling with sequence length (variant-cost-cpu.json)</h2>" in page
+    (figure,) = re.findall(r'alt="time and peak memory vs L, variant-cost-cpu.json" src="data:image/png;base64,([^"]+)"',
+                           page)
+    assert base64.b64decode(figure).startswith(b"\x89PNG")
+    # Every slope the bench printed is in the page's slope table, on its variant's row.
+    summary = json.loads(BENCH_JSON.read_text())["summary"]
+    table = page[page.index("Scaling: log-log slope"):]
+    for s in summary:
+        if s["status"] != "ok":
+            continue
+        cells = re.search(rf"<tr><td>{re.escape(s['variant'])}</td>(.*?)</tr>", table).group(1)
+        fwd, memory = s["slopes"]["fwd_ms"]["slope"], s["slopes"]["peak_fwd_mb"]["slope"]
+        assert f"<td>{fwd:.2f}</td>" in cells and f"<td>{memory:.2f}" in cells, (s["variant"], cells)
+
+
+def test_a_bench_file_that_is_not_a_bench_json_is_refused_by_name(store: Path, tmp_path: Path):
+    bad = tmp_path / "leaderboard.json"
+    bad.write_text('{"tasks": []}')
+    result = run_cli("report", "--store", str(store), "--html", str(tmp_path / "site"), "--bench", str(bad))
+    assert result.returncode == 2 and f"--bench {bad} is not an `attnbench bench` json" in result.stderr
+    assert not (tmp_path / "site").exists()
+    alone = run_cli("report", "--store", str(store), "--bench", str(BENCH_JSON))
+    assert alone.returncode == 2 and "pass --html DIR as well" in alone.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+#: Appended to a copy of the page: once everything has loaded, the title says how many images decoded.
+IMAGE_CHECK = """<script>window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt);
+  document.title = `images ${images.length} decoded ${images.length - broken.length} broken [${broken.join("; ")}]`;
+});</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: the headless-browser check of the HTML report "
+                    "needs it (Debian: apt-get install chromium); CI does not depend on it")
+def test_html_report_renders_in_headless_chromium_with_every_image_decoded(store: Path, tmp_path: Path):
+    result = run_cli("report", "--store", str(store), "--out", str(tmp_path / "md"), "--html", str(tmp_path / "site"),
+                     "--bench", str(BENCH_JSON))
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "site" / "report.html").read_text()
+    checked = tmp_path / "site" / "checked.html"
+    checked.write_text(page.replace("</body>", IMAGE_CHECK + "</body>"))
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*browser, "--dump-dom", checked.as_uri()], capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>(.*?)</title>", dom.stdout)
+    assert title, dom.stdout[-2000:] + dom.stderr[-2000:]
+    count = len(re.findall(r"<img ", page))
+    assert count >= 4 and title.group(1) == f"images {count} decoded {count} broken []", title.group(1)
+    shot = tmp_path / "report.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1280,2000", checked.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000

@@ -11,10 +11,11 @@ from rich.table import Table
 from attnbench import plugins
 from attnbench.cli import console
 from attnbench.cli.output import add_format_flag
-from attnbench.errors import StoreError
+from attnbench.errors import DataError, StoreError
 from attnbench.leaderboard import overall_matrix, task_tables
 from attnbench.leaderboard.formats import csv_text, json_text, markdown, matrix_rows, task_rows
 from attnbench.leaderboard.html import render
+from attnbench.leaderboard.scaling import load_sweep
 from attnbench.leaderboard.sweeps import sweep_rows, sweeps
 from attnbench.store import DEFAULT_STORE, Store
 
@@ -24,6 +25,7 @@ examples:
   attnbench report --task listops --profile quick
   attnbench report --store runs/gpu.sqlite --out site/leaderboard
   attnbench report --html site/                      one self-contained page with plots
+  attnbench report --html site/ --bench benchmarks/variant-cost-cpu.json    + scaling curves vs L
   attnbench report --format json | jq '.tasks[0]'    machine-readable, nothing else printed
 """
 
@@ -46,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "environment as a column (by default environments are never mixed)")
     p.add_argument("--html", default=None, metavar="DIR",
                    help="also write DIR/report.html: one self-contained page with tables and plots")
+    p.add_argument("--bench", action="append", default=[], metavar="PATH.json",
+                   help="with --html: add the scaling curves (time and memory vs L, log-log, fitted slopes) "
+                   "of the json `attnbench bench --out` wrote (repeatable)")
     add_format_flag(p)
     return p
 
@@ -67,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.store)
     if not path.exists():
         raise StoreError(f"no results store at {path}; run `attnbench run` first, or pass --store FILE")
+    if args.bench and not args.html:
+        raise DataError(f"--bench {args.bench[0]} adds a section to the HTML report: pass --html DIR as well")
+    bench = [(source, load_sweep(source)) for source in args.bench]  # a bad file stops us before any output
     where = {k: v for k, v in (("task", args.task), ("profile", args.profile)) if v}
     with Store(path) as store:
         rows = store.rows(**where)
@@ -116,6 +124,6 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         page = Path(args.html) / "report.html"
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(render(tables, matrices, found, rows, str(path)))
+        page.write_text(render(tables, matrices, found, rows, str(path), bench=bench))
         console.print(f"wrote {page}")
     return 0

@@ -2,7 +2,9 @@
 
 It holds the rules the tables follow, the overall matrix per environment, and per task its
 table, quality vs cost with the Pareto front, training-loss curves, and the attention maps
-tasks saved for a fixed example; then every sweep found in the store, as a table and a plot.
+tasks saved for a fixed example; then every sweep found in the store, as a table and a plot;
+then, for each ``attnbench bench`` json passed with ``--bench``, the scaling curves with their
+fitted log-log slopes (:mod:`attnbench.leaderboard.scaling`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import base64
 import html
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from attnbench import __version__
-from attnbench.leaderboard import plots
+from attnbench.bench.sweep import SweepResult
+from attnbench.leaderboard import plots, scaling
 from attnbench.leaderboard.formats import matrix_rows, task_rows
 from attnbench.leaderboard.sweeps import Sweep, sweep_rows
 from attnbench.leaderboard.tables import Matrix, TaskTable, setup_hash
@@ -35,6 +38,7 @@ table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px soli
 th{background:#f4f4f4}td:nth-child(2),th:nth-child(2){text-align:left}.rules{font-size:12px;color:#555;max-width:1000px}
 .figs{display:flex;flex-wrap:wrap;gap:12px}.figs img{max-width:640px;border:1px solid #eee}
 .maps img{max-width:300px}.status{color:#a33}.env{font-size:12px;color:#666}
+.scaling img{max-width:1400px}caption{text-align:left;font-weight:bold;padding:4px 0}
 """
 
 
@@ -63,8 +67,8 @@ def _attention_maps(rows: Iterable[ResultRow]) -> str:
 
 
 def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep], rows: list[ResultRow],
-           store: str) -> str:
-    """The whole page as one HTML string."""
+           store: str, bench: Sequence[tuple[str, SweepResult]] = ()) -> str:
+    """The whole page as one HTML string; ``bench`` holds (source, sweep) pairs from ``attnbench bench`` jsons."""
     by_table: Mapping[tuple, list[ResultRow]] = defaultdict(list)
     for r in rows:
         by_table[(r.task, r.profile, r.environment, setup_hash(r))].append(r)
@@ -85,5 +89,8 @@ def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep],
                      f"<p class='env'>{html.escape(s.profile)} · {html.escape(s.environment)} · cells: "
                      f"{html.escape(s.metric)} · train s · step peak MB</p>" + _table(*sweep_rows(s))
                      + "<div class='figs'>" + _img(plots.sweep_plot(s), f"{s.task} vs {s.key}") + "</div>")
+    for source, result in bench:
+        parts.append(scaling.section(result, source, _img(scaling.plot_png(result),
+                                                         f"time and peak memory vs L, {Path(source).name}")))
     parts.append("</body></html>")
     return "\n".join(parts)
