@@ -7,6 +7,7 @@ import torch
 from attnbench_plugins.attention.alibi import ALiBiAttention, alibi_slopes
 from attnbench_plugins.attention.relative import RelativeBiasAttention, relative_position_bucket
 from attnbench_plugins.attention.rope import RotaryAttention
+from torch.overrides import TorchFunctionMode
 
 from attnbench import AttentionConfig
 from attnbench.testing.attention import softmax_reference
@@ -184,3 +185,65 @@ def test_relative_equals_softmax_with_its_bias_and_learns_it(causal):
     assert torch.allclose(out, expected, atol=1e-5)
     out.square().sum().backward()
     assert module.embedding.weight.grad is not None and module.embedding.weight.grad.abs().sum() > 0
+
+
+# --- alibi and relative: the fused per-offset path --------------------------------------------
+
+
+class _LargestStorage(TorchFunctionMode):
+    """Records the most bytes of storage behind any tensor a torch call returns (a strided view counts once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if isinstance(result, torch.Tensor):
+            self.largest = max(self.largest, result.untyped_storage().nbytes())
+        return result
+
+
+def _offset_module(name: str, causal: bool):
+    torch.manual_seed(0)
+    return ALiBiAttention(_config(causal)) if name == "alibi" else RelativeBiasAttention(_config(causal))
+
+
+@pytest.mark.parametrize("name", ["alibi", "relative"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("lq", "lk"), [(11, 11), (6, 13), (13, 6)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_offset_bias_fused_path_matches_the_dense_formula(name, causal, lq, lk, masked):
+    module = _offset_module(name, causal)
+    q, k, v = _qkv(lq, lk)
+    mask = _padding(lk) if masked else None
+    fused = module(q, k, v, attn_mask=mask, is_causal=causal)
+    written_out, _ = module(q, k, v, attn_mask=mask, is_causal=causal, need_weights=True)
+    expected = softmax_reference(q, k, v, mask, causal, bias=module.bias(lq, lk).detach())
+    assert torch.allclose(fused, expected, atol=1e-5), (fused - expected).abs().max()
+    assert torch.allclose(written_out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_relative_fused_gradients_match_the_written_out_path(causal):
+    module = _offset_module("relative", causal)
+    q, k, v = (t.requires_grad_() for t in _qkv(12, 12))
+    grads = []
+    for need_weights in (False, True):
+        result = module(q, k, v, is_causal=causal, need_weights=need_weights)
+        out = result[0] if need_weights else result
+        grads.append(torch.autograd.grad(out.square().sum(), (q, k, v, module.embedding.weight)))
+    for fused, written_out in zip(*grads, strict=True):
+        assert torch.allclose(fused, written_out, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["alibi", "relative"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_offset_bias_forward_never_builds_the_heads_by_length_squared_bias(name, causal):
+    module = _offset_module(name, causal)
+    length = 512
+    q, k, v = _qkv(length, length)  # 256 KiB each; the dense bias would be 4 MiB
+    with torch.no_grad(), _LargestStorage() as mode:
+        module(q, k, v, is_causal=causal)
+    dense_bias_bytes = H * length * length * 4
+    assert mode.largest < dense_bias_bytes // 8, f"a tensor of {mode.largest} bytes was built"

@@ -6,8 +6,18 @@ Extrapolation", ICLR 2022.
 The paper's causal bias is -m_h·(i-j) for j <= i; on every position a causal query may attend
 that equals -m_h·|i-j|, so one symmetric bias serves causal and bidirectional attention.
 Queries sit at positions 0..Lq-1 and keys at 0..Lk-1 (top-left aligned, like ``is_causal``).
-This module also holds :func:`biased_attention`, the softmax-plus-bias core that the other
-positional variants (``relative``, ``rope``) share.
+
+Cost: O(L²·D) time like softmax attention, O(H·L) extra memory without a padding mask. A bias
+that depends only on the offset j-i is a Toeplitz matrix; with the keys taken in reverse order it
+becomes a Hankel matrix, bias[h, i, j'] = b[h, i+j'], which is a zero-copy strided view of the
+(H, Lq+Lk-1) per-offset vector (all strides positive). Fused SDPA takes that view as its float
+``attn_mask``, so the (H, Lq, Lk) bias is never built; causality is -inf on the future offsets of
+the same vector. A padding or arbitrary mask is combined into one dense float mask (as SDPA with a
+float bias would need anyway), and ``need_weights=True`` takes the written-out path.
+
+This module also holds the softmax-plus-bias core that the other positional variants share:
+:func:`biased_attention` (any dense bias; ``rope`` passes none) and :func:`offset_biased_attention`
+(a bias given per offset j-i; ``alibi`` and ``relative``).
 """
 
 from __future__ import annotations
@@ -60,6 +70,58 @@ def biased_attention(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=float_mask, dropout_p=dropout)
 
 
+def offset_positions(lq: int, lk: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The offsets j - i that an (Lq, Lk) score matrix holds, in order: -(Lq-1) … Lk-1 (Lq+Lk-1 of them)."""
+    return torch.arange(-(lq - 1), lk, device=device)
+
+
+def toeplitz_bias(offset_bias: torch.Tensor, lq: int, lk: int) -> torch.Tensor:
+    """The dense (…, Lq, Lk) bias ``offset_bias[…, j - i + Lq - 1]`` from a per-offset (…, Lq+Lk-1) vector."""
+    if offset_bias.shape[-1] != lq + lk - 1:
+        raise ValueError(
+            f"offset bias has {offset_bias.shape[-1]} offsets, expected Lq+Lk-1 = {lq + lk - 1} for Lq={lq}, "
+            f"Lk={lk}; build it over offset_positions(Lq, Lk)"
+        )
+    return _hankel(offset_bias, lq, lk).flip(-1)
+
+
+def _hankel(offset_bias: torch.Tensor, lq: int, lk: int) -> torch.Tensor:
+    """A zero-copy view (…, Lq, Lk) whose [i, j'] is the bias of key Lk-1-j' for query i (keys reversed)."""
+    flipped = offset_bias.flip(-1).contiguous()  # entry t = i + j' holds offset (Lk-1-j') - i = Lk-1-t
+    lead = flipped.shape[:-1]
+    lead_strides = flipped.stride()[:-1]
+    return flipped.as_strided((*lead, lq, lk), (*lead_strides, 1, 1))
+
+
+def offset_biased_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    offset_bias: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout: float,
+    need_weights: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q kᵀ/√D + bias + mask) v`` for a bias that depends only on the offset j - i.
+
+    ``offset_bias`` is (H, Lq+Lk-1) (or broadcastable leading dims), entry ``o + Lq - 1`` the bias
+    of offset ``o = j - i`` (see :func:`offset_positions`). Without a mask and without weights the
+    bias reaches fused SDPA as a strided Hankel view over reversed keys: no (H, Lq, Lk) tensor.
+    """
+    lq, lk = q.shape[-2], k.shape[-2]
+    offset_bias = offset_bias.to(q.dtype)
+    if need_weights:
+        return biased_attention(q, k, v, toeplitz_bias(offset_bias, lq, lk), attn_mask, is_causal, dropout, True)
+    if is_causal:  # keys after the query (offset > 0) may not be attended: -inf on those offsets
+        future = offset_positions(lq, lk, q.device) > 0
+        offset_bias = offset_bias.masked_fill(future, float("-inf"))
+    float_mask = _hankel(offset_bias, lq, lk)
+    if attn_mask is not None:  # one dense float mask, like SDPA with a float bias and a bool mask
+        float_mask = float_mask.masked_fill(~attn_mask.to(torch.bool).flip(-1), float("-inf"))
+    return F.scaled_dot_product_attention(q, k.flip(-2), v.flip(-2), attn_mask=float_mask, dropout_p=dropout)
+
+
 def alibi_slopes(num_heads: int) -> torch.Tensor:
     """The paper's head slopes: for n heads (a power of 2) the geometric sequence 2^(-8/n), 2^(-16/n)….
 
@@ -87,11 +149,13 @@ class ALiBiAttention(nn.Module):
         self.dropout = config.dropout
         self.register_buffer("slopes", alibi_slopes(config.num_heads), persistent=False)
 
+    def offset_bias(self, lq: int, lk: int) -> torch.Tensor:
+        """The (H, Lq+Lk-1) bias -m_h·|o| for each offset o = j - i of :func:`offset_positions`: O(H·L)."""
+        return -self.slopes[:, None] * offset_positions(lq, lk, self.slopes.device).abs()
+
     def bias(self, lq: int, lk: int) -> torch.Tensor:
-        """The (H, Lq, Lk) bias -m_h·|i-j|, built on the fly: O(H·Lq·Lk), like the logits it is added to."""
-        i = torch.arange(lq, device=self.slopes.device)[:, None]
-        j = torch.arange(lk, device=self.slopes.device)[None, :]
-        return -self.slopes[:, None, None] * (i - j).abs()
+        """The dense (H, Lq, Lk) bias -m_h·|i-j| (for inspection; forward never builds it unless asked for weights)."""
+        return toeplitz_bias(self.offset_bias(lq, lk), lq, lk)
 
     def forward(
         self,
@@ -102,9 +166,9 @@ class ALiBiAttention(nn.Module):
         is_causal: bool = False,
         need_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        bias = self.bias(q.shape[-2], k.shape[-2])
+        bias = self.offset_bias(q.shape[-2], k.shape[-2])
         dropout = self.dropout if self.training else 0.0
-        return biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
+        return offset_biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
 
 
 @attnbench.hookimpl

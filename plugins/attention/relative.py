@@ -9,6 +9,11 @@ logarithmically wider buckets up to ``max_distance``, beyond which all offsets s
 Buckets are bidirectional (past and future apart) unless the model is built causal. Queries sit at
 positions 0..Lq-1 and keys at 0..Lk-1, as for ``is_causal``. Options: ``num_buckets`` (32),
 ``max_distance`` (128).
+
+Cost: O(L²·D) time like softmax attention. The bias depends only on the offset j - i, so it is
+looked up once per offset, an (H, Lq+Lk-1) vector, and reaches fused SDPA as a strided view
+(:func:`~attnbench_plugins.attention.alibi.offset_biased_attention`): no (H, Lq, Lk) tensor is
+built unless weights are asked for or a padding mask must be folded in; gradients reach the table.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
-from attnbench_plugins.attention.alibi import biased_attention
+from attnbench_plugins.attention.alibi import offset_biased_attention, offset_positions, toeplitz_bias
 from torch import nn
 
 import attnbench
@@ -59,12 +64,15 @@ class RelativeBiasAttention(nn.Module):
         # T5's initialisation: std = d_model^-1/2.
         nn.init.normal_(self.embedding.weight, std=(config.num_heads * config.head_dim) ** -0.5)
 
-    def bias(self, lq: int, lk: int) -> torch.Tensor:
-        """The (H, Lq, Lk) bias for queries at 0..Lq-1 and keys at 0..Lk-1."""
-        device = self.embedding.weight.device
-        offset = torch.arange(lk, device=device)[None, :] - torch.arange(lq, device=device)[:, None]
+    def offset_bias(self, lq: int, lk: int) -> torch.Tensor:
+        """The (H, Lq+Lk-1) learned bias of each offset j - i of ``offset_positions(Lq, Lk)``."""
+        offset = offset_positions(lq, lk, self.embedding.weight.device)
         buckets = relative_position_bucket(offset, self.bidirectional, self.num_buckets, self.max_distance)
-        return self.embedding(buckets).permute(2, 0, 1)
+        return self.embedding(buckets).t()
+
+    def bias(self, lq: int, lk: int) -> torch.Tensor:
+        """The dense (H, Lq, Lk) bias for queries at 0..Lq-1 and keys at 0..Lk-1 (forward does not build it)."""
+        return toeplitz_bias(self.offset_bias(lq, lk), lq, lk)
 
     def forward(
         self,
@@ -75,9 +83,9 @@ class RelativeBiasAttention(nn.Module):
         is_causal: bool = False,
         need_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        bias = self.bias(q.shape[-2], k.shape[-2])
+        bias = self.offset_bias(q.shape[-2], k.shape[-2])
         dropout = self.dropout if self.training else 0.0
-        return biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
+        return offset_biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
 
 
 @attnbench.hookimpl
