@@ -32,6 +32,13 @@ class AttentionConfig:
 
     ``options`` holds variant-specific knobs (``window``, ``num_features``,
     ``landmarks``…); a variant reads the ones it knows and ignores the rest.
+
+    ``num_kv_heads`` is how many key/value heads the model hands the variant: k, v of
+    shape (B, num_kv_heads, Lk, D) while q keeps ``num_heads`` heads, query head h
+    reading key/value head ``h // (num_heads // num_kv_heads)`` (grouped-query
+    attention). None means ``num_heads`` (k, v have one head per query head, the usual
+    case); otherwise it must divide ``num_heads``. A model sets it only for variants
+    whose spec asks for fewer key/value heads (:attr:`AttentionSpec.kv_heads`).
     """
 
     num_heads: int
@@ -41,6 +48,15 @@ class AttentionConfig:
     cross: bool = False
     dropout: float = 0.0
     options: Mapping[str, Any] = field(default_factory=dict)
+    num_kv_heads: int | None = None
+
+    def __post_init__(self) -> None:
+        kv = self.num_kv_heads
+        if kv is not None and (kv < 1 or self.num_heads % kv):
+            raise ValueError(
+                f"AttentionConfig: num_kv_heads={kv} does not divide num_heads={self.num_heads}; "
+                "pass a divisor of num_heads (1 = multi-query) or None (one key/value head per query head)"
+            )
 
     def option(self, name: str, default: Any) -> Any:
         """Return ``options[name]``, or ``default`` when the model did not set it."""
@@ -76,6 +92,14 @@ class AttentionSpec:
     ``options`` declares the knobs the variant reads from ``AttentionConfig.options``,
     with their defaults (``{"window": 64}``); ``attnbench run --variant-option
     NAME.KEY=VALUE`` accepts exactly these keys, converted to the default's type.
+
+    ``kv_heads`` is set only by grouped-query variants (``gqa``, ``mqa``):
+    ``kv_heads(config)`` returns how many key/value heads the variant wants for
+    ``config`` (a divisor of ``config.num_heads``, read from its options). A model that
+    honours it (``attnbench.nn.MultiheadAttention``) projects keys and values to that
+    many heads, builds the variant with ``AttentionConfig(num_kv_heads=...)`` and hands
+    it k, v of shape (B, H_kv, Lk, D). None (every other variant): k, v have
+    ``num_heads`` heads.
     """
 
     name: str
@@ -94,6 +118,7 @@ class AttentionSpec:
     citation: str = ""
     available: Callable[[torch.device], str | None] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    kv_heads: Callable[[AttentionConfig], int] | None = None
 
     def capabilities(self) -> dict[str, bool]:
         """The declared capabilities by name (see :data:`CAPABILITIES`)."""

@@ -2,10 +2,12 @@
 
 Projections, heads and the output projection belong here; the variant only maps
 (q, k, v) of shape (B, H, L, D) to the output, so one variant plugs into every model.
+Grouped-query variants (spec ``kv_heads``) get k, v with fewer heads, (B, H_kv, L, D).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,6 +98,11 @@ class MultiheadAttention(nn.Module):
     Masks use True = may attend. ``key_padding_mask`` (B, Lk) is passed to the variant as
     (B, 1, 1, Lk); a full ``attn_mask`` only to variants that declare ``arbitrary_mask``;
     causality as ``is_causal=True``, never as a materialised triangle.
+
+    Keys and values get ``num_heads`` heads, except for a grouped-query variant (its spec
+    sets ``kv_heads``): then they are projected to ``spec.kv_heads(config)`` heads only
+    (fewer parameters, a smaller k/v), and the variant receives k, v of shape
+    (B, H_kv, Lk, D) with ``config.num_kv_heads`` saying so.
     """
 
     def __init__(
@@ -119,19 +126,23 @@ class MultiheadAttention(nn.Module):
         self.head_dim = embed_dim // num_heads
         self.causal = causal
         kdim = kdim or embed_dim
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.k_proj = nn.Linear(kdim, embed_dim)
-        self.v_proj = nn.Linear(kdim, embed_dim)
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
         config = AttentionConfig(
             num_heads=num_heads, head_dim=self.head_dim, max_len=max_len, causal=causal,
             cross=cross, dropout=dropout, options=dict(options or {}),
         )
+        if attention.kv_heads is not None:
+            # AttentionConfig checks that the count divides num_heads, naming the value.
+            config = dataclasses.replace(config, num_kv_heads=int(attention.kv_heads(config)))
+        self.num_kv_heads = config.num_kv_heads or num_heads
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(kdim, self.num_kv_heads * self.head_dim)
+        self.v_proj = nn.Linear(kdim, self.num_kv_heads * self.head_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.attention = build_attention(attention, config)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
         b, length, _ = x.shape
-        return x.view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
+        return x.view(b, length, heads or self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(
         self,
@@ -148,8 +159,8 @@ class MultiheadAttention(nn.Module):
         """
         context = x if context is None else context
         q = self._heads(self.q_proj(x))
-        k = self._heads(self.k_proj(context))
-        v = self._heads(self.v_proj(context))
+        k = self._heads(self.k_proj(context), self.num_kv_heads)
+        v = self._heads(self.v_proj(context), self.num_kv_heads)
         mask = None
         if key_padding_mask is not None:
             mask = key_padding_mask.to(torch.bool)[:, None, None, :]

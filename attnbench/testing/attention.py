@@ -3,10 +3,16 @@
 Each check takes an :class:`AttentionSpec`, raises ``AssertionError`` with a message
 that names the variant when the contract is broken, and raises :class:`NotApplicable`
 when the spec does not claim the capability the check is about.
+
+Grouped-query variants (spec ``kv_heads``) are checked with :data:`GROUPED_HEADS` query heads,
+built with ``AttentionConfig(num_kv_heads=spec.kv_heads(config))`` and fed k, v with that
+many heads, as ``attnbench.nn.MultiheadAttention`` feeds them; "exact" then means equal to
+softmax attention with each key/value head repeated over its group of query heads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -16,25 +22,38 @@ from attnbench.specs import AttentionConfig, AttentionSpec
 
 B, H, L, D = 2, 2, 32, 16
 MAX_LEN = 64
+#: Query heads for grouped-query variants: with 2, a default grouping could share nothing.
+GROUPED_HEADS = 4
 
 
 class NotApplicable(Exception):
     """The spec does not claim what the check tests."""
 
 
+def _config(spec: AttentionSpec, *, causal: bool = False, cross: bool = False, **options) -> AttentionConfig:
+    """The kit's config for ``spec``: grouped-query variants get their key/value head count."""
+    heads = GROUPED_HEADS if spec.kv_heads is not None else H
+    config = AttentionConfig(num_heads=heads, head_dim=D, max_len=MAX_LEN, causal=causal, cross=cross, options=options)
+    if spec.kv_heads is not None:
+        config = dataclasses.replace(config, num_kv_heads=int(spec.kv_heads(config)))
+    return config
+
+
 def _build(spec: AttentionSpec, *, causal: bool = False, cross: bool = False, **options) -> torch.nn.Module:
     if spec.available is not None and (why := spec.available(torch.device("cpu"))):
         raise NotApplicable(f"not available on cpu: {why}")
-    config = AttentionConfig(num_heads=H, head_dim=D, max_len=MAX_LEN, causal=causal, cross=cross, options=options)
+    config = _config(spec, causal=causal, cross=cross, **options)
     torch.manual_seed(0)
     return build_attention(spec, config).eval()
 
 
-def _qkv(lq: int = L, lk: int = L, scale: float = 1.0, seed: int = 1, grad: bool = False):
+def _qkv(spec: AttentionSpec, lq: int = L, lk: int = L, scale: float = 1.0, seed: int = 1, grad: bool = False):
+    config = _config(spec)
+    heads, kv_heads = config.num_heads, config.num_kv_heads or config.num_heads
     g = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, H, lq, D, generator=g) * scale
-    k = torch.randn(B, H, lk, D, generator=g) * scale
-    v = torch.randn(B, H, lk, D, generator=g)
+    q = torch.randn(B, heads, lq, D, generator=g) * scale
+    k = torch.randn(B, kv_heads, lk, D, generator=g) * scale
+    v = torch.randn(B, kv_heads, lk, D, generator=g)
     if grad:
         for t in (q, k, v):
             t.requires_grad_(True)
@@ -47,7 +66,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def check_shape_and_dtype(spec: AttentionSpec) -> None:
     """Output is (B, H, Lq, D) in the input's dtype, and finite."""
-    q, k, v = _qkv()
+    q, k, v = _qkv(spec)
     out = _build(spec)(q, k, v)
     assert out.shape == q.shape, f"{spec.name}: output shape {tuple(out.shape)}, expected {tuple(q.shape)}"
     assert out.dtype == q.dtype, f"{spec.name}: output dtype {out.dtype}, expected {q.dtype}"
@@ -56,7 +75,7 @@ def check_shape_and_dtype(spec: AttentionSpec) -> None:
 
 def check_gradients(spec: AttentionSpec) -> None:
     """Gradients reach q, k, v and every trainable parameter of the module."""
-    q, k, v = _qkv(grad=True)
+    q, k, v = _qkv(spec, grad=True)
     module = _build(spec).train()
     module(q, k, v).square().mean().backward()
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -71,7 +90,7 @@ def check_padding_mask(spec: AttentionSpec) -> None:
     """Changing a key masked out by a (B, 1, 1, Lk) padding mask does not change the output."""
     if not spec.padding_mask:
         raise NotApplicable("spec declares padding_mask=False")
-    q, k, v = _qkv()
+    q, k, v = _qkv(spec)
     mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
     mask[0, ..., L - 8:] = False
     mask[1, ..., L - 3:] = False
@@ -89,7 +108,7 @@ def check_causal(spec: AttentionSpec) -> None:
     """With is_causal=True, changing keys after position t does not change outputs up to t."""
     if not spec.causal:
         raise NotApplicable("spec declares causal=False")
-    q, k, v = _qkv()
+    q, k, v = _qkv(spec)
     module = _build(spec, causal=True)
     before = module(q, k, v, is_causal=True)
     t = L // 2
@@ -108,30 +127,46 @@ def check_cross(spec: AttentionSpec) -> None:
     """Query and key lengths may differ: output is (B, H, Lq, D)."""
     if not spec.cross:
         raise NotApplicable("spec declares cross=False")
-    q, k, v = _qkv(lq=24, lk=40)
+    q, k, v = _qkv(spec, lq=24, lk=40)
     out = _build(spec, cross=True)(q, k, v)
     assert out.shape == q.shape, f"{spec.name}: cross output {tuple(out.shape)}, expected {tuple(q.shape)}"
 
 
 def check_weights(spec: AttentionSpec) -> None:
-    """need_weights=True returns (B, H, Lq, Lk) weights whose rows sum to 1."""
+    """need_weights=True returns the (B, H, Lq, Lk) weights that produced the output.
+
+    ``out == weights @ v`` (each key/value head repeated over its group for grouped-query
+    variants), zero weight on padded keys, and, for exact variants, rows that sum to 1. Maps
+    of other variants need not be distributions (sigmoid attention, talking-heads' mixed maps).
+    """
     if not spec.weights:
         raise NotApplicable("spec declares weights=False")
-    q, k, v = _qkv()
+    q, k, v = _qkv(spec)
     mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
     mask[..., L - 5:] = False
     out, weights = _build(spec)(q, k, v, attn_mask=mask if spec.padding_mask else None, need_weights=True)
     assert weights.shape[-2:] == (L, L), f"{spec.name}: weights shape {tuple(weights.shape)}"
-    sums = weights.sum(-1)
-    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4), f"{spec.name}: weight rows do not sum to 1"
+    v_full = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    diff = _max_diff(out, weights @ v_full)
+    assert diff < 1e-4, f"{spec.name}: the returned weights do not produce the output (|out - weights @ v| = {diff:.3g})"
+    if spec.exact:
+        sums = weights.sum(-1)
+        assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4), f"{spec.name}: weight rows do not sum to 1"
     if spec.padding_mask:
         assert weights[..., L - 5:].abs().max() < 1e-6, f"{spec.name}: weights on padded keys are not zero"
 
 
 def softmax_reference(q, k, v, mask=None, causal=False, bias=None):
-    """``softmax(q kᵀ/√D + bias + mask) v`` written out: the ground truth for checks and tests."""
+    """``softmax(q kᵀ/√D + bias + mask) v`` written out: the ground truth for checks and tests.
+
+    k, v may have fewer heads than q (grouped-query attention): each key/value head is then
+    repeated over its group of H / H_kv consecutive query heads.
+    """
     from attnbench.nn.masks import dense_mask
 
+    if k.shape[-3] != q.shape[-3]:
+        group = q.shape[-3] // k.shape[-3]
+        k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
     scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
     if bias is not None:
         scores = scores + bias
@@ -145,7 +180,7 @@ def check_exact(spec: AttentionSpec) -> None:
     """Exact variants equal softmax attention to 1e-5 (float32), with masks and causality."""
     if not spec.exact:
         raise NotApplicable("spec does not claim exact")
-    q, k, v = _qkv()
+    q, k, v = _qkv(spec)
     diff = _max_diff(_build(spec)(q, k, v), softmax_reference(q, k, v))
     assert diff < 1e-5, f"{spec.name}: differs from softmax attention by {diff:.3g} (> 1e-5)"
     if spec.padding_mask:
@@ -163,7 +198,7 @@ def check_approximates(spec: AttentionSpec) -> None:
     on a smooth input (mean absolute difference), and closer than the uniform average of v."""
     if spec.exact or spec.tolerance is None:
         raise NotApplicable("spec claims no approximation tolerance")
-    q, k, v = _qkv(scale=0.8)
+    q, k, v = _qkv(spec, scale=0.8)
     out = _build(spec, **dict(spec.tolerance_options))(q, k, v)
     ref = softmax_reference(q, k, v)
     err = (out - ref).abs().mean().item()
@@ -176,7 +211,7 @@ def check_approximates(spec: AttentionSpec) -> None:
 
 def check_compiles(spec: AttentionSpec) -> None:
     """torch.compile gives the eager output (opt-in: slow on CPU)."""
-    q, k, v = _qkv()
+    q, k, v = _qkv(spec)
     module = _build(spec)
     eager = module(q, k, v)
     # Every variant shares CheckedAttention.forward: without a reset, dynamo's recompile limit
