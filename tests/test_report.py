@@ -65,11 +65,18 @@ def test_piped_tables_keep_whole_names_and_machine_formats_parse():
 BENCH_JSON = Path(__file__).parent.parent / "benchmarks" / "variant-cost-cpu.json"  # written by `attnbench bench --out`
 
 
-def test_html_report_adds_scaling_curves_with_fitted_slopes_from_a_bench_json(store: Path, tmp_path: Path):
-    result = run_cli("report", "--store", str(store), "--out", str(tmp_path / "md"), "--html", str(tmp_path / "site"),
-                     "--bench", str(BENCH_JSON))
+@pytest.fixture(scope="module")
+def bench_page(store: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The HTML report of ``store`` with the committed bench json's scaling section."""
+    site = tmp_path_factory.mktemp("bench-site")
+    result = run_cli("report", "--store", str(store), "--out", str(site / "md"), "--html", str(site), "--bench",
+                     str(BENCH_JSON))
     assert result.returncode == 0, result.stderr
-    page = (tmp_path / "site" / "report.html").read_text()
+    return (site / "report.html").read_text()
+
+
+def test_html_report_adds_scaling_curves_with_fitted_slopes_from_a_bench_json(bench_page: str):
+    page = bench_page
     assert "<h2>scaling with sequence length (variant-cost-cpu.json)</h2>" in page
     (figure,) = re.findall(r'alt="time and peak memory vs L, variant-cost-cpu.json" src="data:image/png;base64,([^"]+)"',
                            page)
@@ -85,14 +92,17 @@ def test_html_report_adds_scaling_curves_with_fitted_slopes_from_a_bench_json(st
         assert f"<td>{fwd:.2f}</td>" in cells and f"<td>{memory:.2f}" in cells, (s["variant"], cells)
 
 
-def test_a_bench_file_that_is_not_a_bench_json_is_refused_by_name(store: Path, tmp_path: Path):
+def test_a_bench_file_that_is_not_a_bench_json_is_refused_by_name(store: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]):
+    from attnbench.cli import main
+
     bad = tmp_path / "leaderboard.json"
     bad.write_text('{"tasks": []}')
-    result = run_cli("report", "--store", str(store), "--html", str(tmp_path / "site"), "--bench", str(bad))
-    assert result.returncode == 2 and f"--bench {bad} is not an `attnbench bench` json" in result.stderr
+    assert main(["report", "--store", str(store), "--html", str(tmp_path / "site"), "--bench", str(bad)]) == 2
+    assert f"--bench {bad} is not an `attnbench bench` json" in capsys.readouterr().err
     assert not (tmp_path / "site").exists()
-    alone = run_cli("report", "--store", str(store), "--bench", str(BENCH_JSON))
-    assert alone.returncode == 2 and "pass --html DIR as well" in alone.stderr
+    assert main(["report", "--store", str(store), "--bench", str(BENCH_JSON)]) == 2
+    assert "pass --html DIR as well" in capsys.readouterr().err
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -107,19 +117,15 @@ IMAGE_CHECK = """<script>window.addEventListener("load", () => {
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: the headless-browser check of the HTML report "
                     "needs it (Debian: apt-get install chromium); CI does not depend on it")
-def test_html_report_renders_in_headless_chromium_with_every_image_decoded(store: Path, tmp_path: Path):
-    result = run_cli("report", "--store", str(store), "--out", str(tmp_path / "md"), "--html", str(tmp_path / "site"),
-                     "--bench", str(BENCH_JSON))
-    assert result.returncode == 0, result.stderr
-    page = (tmp_path / "site" / "report.html").read_text()
-    checked = tmp_path / "site" / "checked.html"
-    checked.write_text(page.replace("</body>", IMAGE_CHECK + "</body>"))
+def test_html_report_renders_in_headless_chromium_with_every_image_decoded(bench_page: str, tmp_path: Path):
+    checked = tmp_path / "checked.html"
+    checked.write_text(bench_page.replace("</body>", IMAGE_CHECK + "</body>"))
     browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
     dom = subprocess.run([*browser, "--dump-dom", checked.as_uri()], capture_output=True, text=True, timeout=120)
     title = re.search(r"<title>(.*?)</title>", dom.stdout)
     assert title, dom.stdout[-2000:] + dom.stderr[-2000:]
-    count = len(re.findall(r"<img ", page))
+    count = len(re.findall(r"<img ", bench_page))
     assert count >= 4 and title.group(1) == f"images {count} decoded {count} broken []", title.group(1)
     shot = tmp_path / "report.png"
     subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1280,2000", checked.as_uri()],
