@@ -132,7 +132,8 @@ def _knobs(name: str, role: str, mod: Callable[..., Any] | None, args: tuple[str
     label = getattr(mod, "__qualname__", repr(mod))
     try:
         signature = inspect.signature(mod)
-        signature.bind(*args)
+        keyword_only = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        signature.bind(*args, **dict.fromkeys(keyword_only))  # keyword-only knobs are checked below
     except (TypeError, ValueError) as exc:
         hint = ""
         if role == "score_mod" and _takes(mod, len(MASK_MOD_ARGS)):
@@ -326,7 +327,9 @@ def _module_type() -> type:
 
                 block_mask = create_block_mask(combined, b, h, lq, lk, device=q.device)
             run = _compiled_flex() if compiled else flex_attention
-            with warnings.catch_warnings():
+            # Eager flex_attention still traces the mods with dynamo; a float knob that changed between
+            # modules (cap=50, then cap=5) would otherwise become a SymFloat, which flex_attention rejects.
+            with warnings.catch_warnings(), torch._dynamo.config.patch(specialize_float=True):
                 warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
                 return run(q, k, v, score_mod=self.score_mod, block_mask=block_mask, scale=1.0 / math.sqrt(q.shape[-1]))
 

@@ -1,0 +1,1 @@
+"""FlexAttention mods as attnbench variants (used by attnbench's own tests of attnbench.flex)."""
