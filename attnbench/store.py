@@ -103,12 +103,12 @@ class Store:
         self._db: sqlite3.Connection | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            if not self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                self._create()
+            self._check_schema()  # before anything that writes: someone else's database stays as it was
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            if not self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                self._create()
-            self._check_schema()
             self._upgrade()
         except sqlite3.Error as exc:
             self.close()
