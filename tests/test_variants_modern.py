@@ -123,6 +123,10 @@ def test_gqa_mean_pools_key_value_heads_when_handed_one_per_query_head():
     assert torch.allclose(module(q, k, v), module(q, pooled_k, pooled_v), atol=1e-6)
     with pytest.raises(ValueError, match=r"wants k, v with 2 key/value heads.*num_kv_heads=2"):
         module(q, k[:, :1], v[:, :1])
+    # --variant-option gqa.kv_heads=1 under the runner: the model projected for the default 2.
+    one = GroupedQueryAttention(AttentionConfig(num_heads=H, head_dim=D, options={"kv_heads": 1}))
+    assert torch.allclose(one(q, pooled_k, pooled_v), one(q, k.mean(1, keepdim=True), v.mean(1, keepdim=True)),
+                          atol=1e-6)
 
 
 # --- sigmoid --------------------------------------------------------------------------------

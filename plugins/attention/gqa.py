@@ -13,12 +13,15 @@ Given k, v with the key/value heads repeated G times, the output is exactly soft
 so the variant is ``exact`` in that sense.
 
 Models built from ``attnbench.nn.MultiheadAttention`` read the spec's ``kv_heads`` and project
-keys and values to H_kv heads. A model that hands the variant k, v with all H heads (the timm
-adapter, the micro-benchmark) gets the paper's "mean-pooled" conversion of a multi-head
-checkpoint: the G heads of each group are averaged into one, which equals grouped-query
-attention whose key/value projections are the mean of the group's projections (linear maps
-commute with the mean), so the computation is grouped-query attention but the parameter
-count is that of multi-head attention.
+keys and values to H_kv heads. A model that hands the variant k, v with more heads (all H: the
+timm adapter, the transformers adapter after its ``repeat_kv``, the micro-benchmark) gets the
+paper's "mean-pooled" conversion of a multi-head checkpoint: each group's heads are averaged
+into one, which equals grouped-query attention whose key/value projections are the mean of the
+group's projections (linear maps commute with the mean), so the computation is grouped-query
+attention but the parameter count is that of the larger projection. ``attnbench run
+--variant-option gqa.kv_heads=N`` takes this path too: the runner applies options when the
+variant is built, after the model has sized its projections for the default (N must divide
+that default; fewer parameters with N would need the runner to pass options to ``kv_heads``).
 
 Options: ``kv_heads`` (gqa only) — the number of key/value heads; 0 (the default) means the
 largest divisor of H that is at most max(H // 4, 2): 4 heads share a key/value head where H
@@ -84,16 +87,22 @@ class GroupedQueryAttention(nn.Module):
         self.dropout = config.dropout
 
     def _grouped(self, k: torch.Tensor, v: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """k, v with ``num_kv_heads`` heads: as given, or mean-pooled from one head per query head."""
+        """k, v with ``num_kv_heads`` heads: as given, or mean-pooled from more heads.
+
+        More heads arrive from a model that keeps one per query head (the timm adapter), and
+        from ``attnbench run --variant-option gqa.kv_heads=N``: the runner applies options when
+        the variant is built, after the model has sized its projections for the default.
+        """
         heads = k.shape[1]
         if heads == self.num_kv_heads:
             return k, v
-        if heads == num_heads and heads % self.num_kv_heads == 0:
+        if heads > self.num_kv_heads and heads % self.num_kv_heads == 0 and num_heads % heads == 0:
             return pool_heads(k, self.num_kv_heads), pool_heads(v, self.num_kv_heads)
         raise ValueError(
-            f"grouped-query attention wants k, v with {self.num_kv_heads} key/value heads (or {num_heads}, "
-            f"one per query head, to be mean-pooled), got k {tuple(k.shape)}; build the model with "
-            f"AttentionConfig(num_kv_heads={self.num_kv_heads}) and project keys and values to that many heads"
+            f"grouped-query attention wants k, v with {self.num_kv_heads} key/value heads (or a multiple of it "
+            f"that divides the {num_heads} query heads, to be mean-pooled), got k {tuple(k.shape)}; build the "
+            f"model with AttentionConfig(num_kv_heads={self.num_kv_heads}) and project keys and values to that "
+            "many heads"
         )
 
     def forward(
