@@ -1,0 +1,184 @@
+"""lsh and retention against their papers' formulas, through the registered specs.
+
+LSH (Reformer): with the paper's multi-round formula (scores lowered by log N_ij, rounds combined
+by log-sum-exp) the output is exactly softmax attention over the union of each query's candidate
+sets, so a dense softmax restricted to candidates rebuilt here from the hash buckets is the
+reference. Retention (RetNet): the parallel form ``(Q Kᵀ ⊙ D) V`` and the recurrent form
+``S_n = γ S_{n−1} + k_nᵀ v_n, o_n = q_n S_n`` must both equal the chunkwise computation.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from attnbench_plugins.attention.lsh import lsh_buckets
+from attnbench_plugins.attention.retention import retention_decays
+
+from attnbench import AttentionConfig, plugins
+from attnbench.nn.attention import build_attention
+from attnbench.testing.attention import softmax_reference
+
+
+def build(name: str, heads: int = 2, dim: int = 8, **options):
+    torch.manual_seed(0)
+    config = AttentionConfig(num_heads=heads, head_dim=dim, options=options)
+    return build_attention(plugins.get_attention(name), config).eval()
+
+
+def qkv(lq: int, lk: int | None = None, heads: int = 2, dim: int = 8, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    lk = lq if lk is None else lk
+    return (torch.randn(2, heads, lq, dim, generator=g), torch.randn(2, heads, lk, dim, generator=g),
+            torch.randn(2, heads, lk, dim, generator=g))
+
+
+# --- LSH ---------------------------------------------------------------------------------------
+
+def lsh_candidates(module, q, k, keep, causal: bool) -> torch.Tensor:
+    """(B, H, Lq, Lk) bool: key j is in query i's window in some round, rebuilt item by item.
+
+    Per round: bucket every normalised query and key; within a bucket order the items by
+    (position, key before query); an item's chunk is its rank in the bucket // (2·bucket_size);
+    query i sees key j of its bucket whose chunk is i's or the one before.
+    """
+    inner = module.inner
+    b, h, lq, _ = q.shape
+    lk = k.shape[-2]
+    n = lq + lk
+    chunk = min(2 * inner.bucket_size, n)
+    nb = inner.n_buckets(n)
+    if nb == 1:
+        buckets = torch.zeros(b, h, inner.n_hashes, n, dtype=torch.long)
+    else:
+        buckets = lsh_buckets(torch.cat([q, k], -2), inner.rotations(nb, q.device))
+    seen = torch.zeros(b, h, lq, lk, dtype=torch.bool)
+    for bi in range(b):
+        for hi in range(h):
+            for r in range(inner.n_hashes):
+                bq, bk = buckets[bi, hi, r, :lq].tolist(), buckets[bi, hi, r, lq:].tolist()
+                items = [(bq[i], i, 1, i) for i in range(lq)]
+                items += [(bk[j], j, 0, j) for j in range(lk) if keep[bi, j]]
+                rank: dict[tuple[int, int], int] = {}
+                per_bucket: dict[int, int] = {}
+                for bucket, _pos, is_query, idx in sorted(items):
+                    rank[(is_query, idx)] = per_bucket.get(bucket, 0)
+                    per_bucket[bucket] = rank[(is_query, idx)] + 1
+                for i in range(lq):
+                    for j in range(lk):
+                        if not keep[bi, j] or bq[i] != bk[j] or (causal and j > i):
+                            continue
+                        behind = rank[(1, i)] // chunk - rank[(0, j)] // chunk
+                        seen[bi, hi, i, j] |= behind in (0, 1)
+    return seen
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_hashes", [1, 3])
+def test_lsh_is_softmax_over_the_union_of_its_hash_rounds(causal, n_hashes):
+    q, k, v = qkv(40)
+    keep = torch.ones(2, 40, dtype=torch.bool)
+    keep[1, 33:] = False
+    keep[0, 5] = False
+    module = build("lsh", n_hashes=n_hashes, bucket_size=4)
+    out = module(q, k, v, attn_mask=keep[:, None, None, :], is_causal=causal)
+    seen = lsh_candidates(module, q, k, keep, causal)
+    assert 0.05 < seen.float().mean() < 0.6, "the buckets should neither be empty nor hold everything"
+    ref = softmax_reference(q, k, v, mask=seen)
+    ref = torch.where(seen.any(-1, keepdim=True), ref, torch.zeros_like(ref))  # no candidate: output 0
+    assert (out - ref).abs().max() < 1e-5, (out - ref).abs().max()
+    # and it is a restriction of full softmax, not full softmax
+    full = softmax_reference(q, k, v, mask=keep[:, None, None, :], causal=causal)
+    assert (out - full).abs().max() > 1e-2
+
+
+def test_lsh_cross_lengths_and_one_bucket_is_exact_softmax():
+    q, k, v = qkv(12, 30)
+    out = build("lsh", bucket_size=1000)(q, k, v)
+    assert (out - softmax_reference(q, k, v)).abs().max() < 1e-5
+    out = build("lsh", bucket_size=1000)(q, k, v, is_causal=True)
+    assert (out - softmax_reference(q, k, v, causal=True)).abs().max() < 1e-5
+
+
+def test_lsh_more_hash_rounds_come_closer_to_full_attention():
+    # Keys in a few tight clusters, queries near them: what LSH is meant for (Reformer fig. 5 trend).
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(2, 2, 8, 16, generator=g) * 3
+    pick = torch.randint(0, 8, (2, 2, 128), generator=g)
+    k = centres.gather(2, pick[..., None].expand(-1, -1, -1, 16)) + 0.3 * torch.randn(2, 2, 128, 16, generator=g)
+    q = k[:, :, torch.randperm(128, generator=g)] + 0.3 * torch.randn(2, 2, 128, 16, generator=g)
+    v = torch.randn(2, 2, 128, 16, generator=g)
+    ref = softmax_reference(q, k, v)
+    err = {r: (build("lsh", dim=16, n_hashes=r, bucket_size=8)(q, k, v) - ref).abs().mean().item() for r in (1, 8)}
+    print(f"lsh mean |out - softmax| on clustered keys: 1 round {err[1]:.4f}, 8 rounds {err[8]:.4f}")
+    assert err[8] < err[1]
+
+
+def test_lsh_rotations_are_fixed_by_the_seed_option():
+    q, k, v = qkv(64)
+    a, b = build("lsh", bucket_size=4)(q, k, v), build("lsh", bucket_size=4)(q, k, v)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, build("lsh", bucket_size=4, seed=1)(q, k, v))
+
+
+def test_lsh_rejects_bad_options_by_name():
+    with pytest.raises(ValueError, match="n_hashes must be >= 1, got 0"):
+        build("lsh", n_hashes=0)
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+def test_retention_decays_are_the_papers():
+    assert retention_decays(4).tolist() == [1 - 2**-5, 1 - 2**-6, 1 - 2**-7, 1 - 2**-8]
+
+
+def parallel_retention(module, q, k, v, keep, causal: bool) -> torch.Tensor:
+    """RetNet's parallel form (Q Kᵀ ⊙ D) V with D_nm = γ^(n−m) (causal) or γ^|n−m|, then GroupNorm."""
+    inner = module.inner
+    q, k = inner.rotate(q) * q.shape[-1] ** -0.5, inner.rotate(k)
+    pos = torch.arange(q.shape[-2])
+    rel = pos[:, None] - pos[None, :]
+    gamma = retention_decays(q.shape[1]).float()[:, None, None]
+    decay = gamma ** rel.abs() * ((rel >= 0) if causal else 1)
+    scores = (q @ k.transpose(-2, -1)) * decay * keep[:, None, None, :]
+    out = F.layer_norm(scores @ v, (q.shape[-1],), eps=inner.eps)
+    return out * inner.norm_weight[:, None] + inner.norm_bias[:, None]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_retention_chunkwise_equals_the_parallel_form(causal):
+    q, k, v = qkv(45, heads=3)
+    keep = torch.ones(2, 45, dtype=torch.bool)
+    keep[0, 40:] = False
+    keep[1, 7] = False
+    module = build("retention", heads=3, chunk=8)  # 45 is not a multiple of the chunk
+    with torch.no_grad():
+        module.inner.norm_weight.uniform_(0.5, 1.5)
+        module.inner.norm_bias.uniform_(-0.1, 0.1)
+    out = module(q, k, v, attn_mask=keep[:, None, None, :], is_causal=causal)
+    ref = parallel_retention(module, q, k, v, keep, causal)
+    assert (out - ref).abs().max() < 1e-4, (out - ref).abs().max()
+
+
+def test_retention_causal_equals_the_recurrent_form():
+    q, k, v = qkv(20, heads=2)
+    module = build("retention", heads=2, chunk=6, rotary=False)
+    out = module(q, k, v, is_causal=True)
+    gamma = retention_decays(2).float()[None, :, None, None]
+    state = torch.zeros(2, 2, 8, 8)
+    steps = []
+    for n in range(20):  # S_n = γ S_{n−1} + k_nᵀ v_n ;  o_n = q_n S_n
+        state = gamma * state + k[:, :, n, :, None] * v[:, :, n, None, :]
+        steps.append((q[:, :, n, None, :] * 8**-0.5) @ state)
+    ref = F.layer_norm(torch.cat(steps, dim=2), (8,), eps=module.inner.eps)
+    assert (out - ref).abs().max() < 1e-4, (out - ref).abs().max()
+
+
+def test_retention_refuses_other_head_counts_and_cross():
+    module = build("retention", heads=2)
+    q, k, v = qkv(10, heads=3)
+    with pytest.raises(ValueError, match="built for 2 heads"):
+        module.inner(q, k, v)
+    q, k, v = qkv(10, 12)
+    with pytest.raises(ValueError, match="query length 10 != key length 12"):
+        module.inner(q, k, v)
