@@ -23,6 +23,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ran = run_cli("run", "--tasks", "listops", "--variants", "sdpa,softmax", "--profile", "smoke",
                   "--set", "steps=3", "--store", str(path))
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    (path.parent / "run.out").write_text(ran.stdout)  # what the run showed, for the live-matrix test
     return path
 
 
@@ -36,6 +37,15 @@ def test_html_report_is_one_self_contained_page_with_tables_and_plots(store: Pat
     assert len(images) >= 3  # quality vs time, quality vs memory, training loss
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert 'alt="listops training loss"' in page
+
+
+def test_run_shows_the_filled_matrix_and_an_eta_as_whole_lines_off_a_terminal(store: Path):
+    lines = (store.parent / "run.out").read_text().splitlines()
+    assert "matrix: ✓ ok  ✗ failed  ⏱ timeout  – unsupported  ~ diverged  ▶ running  · to do" in lines
+    assert any(re.fullmatch(r"\s*listops\s+✓\s+✓\s*", line) for line in lines), lines  # one cell per variant
+    assert "1=sdpa  2=softmax" in lines
+    assert any(line.startswith("pairings ") and "2/2" in line and "ETA" in line for line in lines), lines
+    assert any(re.fullmatch(r"2 pairing\(s\) in [\d.]+ s", line) for line in lines), lines
 
 
 def test_json_and_csv_reports_carry_ranks_and_every_row(store: Path):

@@ -6,10 +6,11 @@ import argparse
 import time
 from collections.abc import Callable
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from attnbench.cli import console, err_console, warn_plugin_errors
 from attnbench.runner.device import DEVICE_CHOICES, resolve_device
@@ -96,10 +97,13 @@ CELL = {"pending": "[dim]·[/]", "running": "[cyan]▶[/]", "ok": "[green]✓[/]
         "timeout": "[yellow]⏱[/]", "unsupported": "[dim]–[/]", "diverged": "[magenta]~[/]"}
 
 
+MATRIX_LEGEND = "matrix: ✓ ok  ✗ failed  ⏱ timeout  – unsupported  ~ diverged  ▶ running  · to do"
+
+
 class MatrixProgress(Progress):
     """rich Progress with the (task × variant) matrix drawn above the bars while it fills."""
 
-    matrix: Table | None = None
+    matrix: RenderableType | None = None
 
     def get_renderables(self):
         if self.matrix is not None:
@@ -125,15 +129,15 @@ class RichDisplay:
     def _draw(self) -> None:
         if not isinstance(self._progress, MatrixProgress) or not self._cells:
             return
-        table = Table(title="matrix: ✓ ok  ✗ failed  ⏱ timeout  – unsupported  ~ diverged  ▶ running  · to do",
-                      title_justify="left", box=None, padding=(0, 1))
+        table = Table(box=None, padding=(0, 1))
         table.add_column("task")
         for index in range(len(self._variants)):
             table.add_column(str(index + 1), justify="center")
         for task in self._tasks:
             table.add_row(task, *(" ".join(CELL[s] for s in self._cells.get((task, v), [])) for v in self._variants))
-        table.caption = "  ".join(f"{i + 1}={v}" for i, v in enumerate(self._variants))
-        self._progress.matrix = table
+        key = "  ".join(f"{i + 1}={v}" for i, v in enumerate(self._variants))
+        # Legend and key are lines of their own: as title and caption rich would wrap them to the table's width.
+        self._progress.matrix = Group(Text(MATRIX_LEGEND), table, Text(key))
 
     def _mark(self, pairing: Pairing, old: str, new: str) -> None:
         states = self._cells.get((pairing.task, pairing.variant))
@@ -225,12 +229,12 @@ def _tensorboard_writer(board: TensorBoardLog | None, out: Console) -> Callable[
     return write
 
 
-def _summary(rows: list[ResultRow], seconds: float) -> Table:
-    table = Table(title=f"{len(rows)} pairing(s) in {seconds:.1f} s")
+def _summary(rows: list[ResultRow], seconds: float) -> Group:
+    table = Table()
     for col in ("status", "count"):
         table.add_column(col)
     for status in STATUS_STYLE:
         n = sum(r.status == status for r in rows)
         if n:
             table.add_row(f"[{STATUS_STYLE[status]}]{status}[/]", str(n))
-    return table
+    return Group(Text(f"{len(rows)} pairing(s) in {seconds:.1f} s"), table)
