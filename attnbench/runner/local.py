@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -27,7 +28,7 @@ import torch
 
 from attnbench.errors import DataError, DeviceError
 from attnbench.runner import worker
-from attnbench.runner.pairing import Pairing, base_fields
+from attnbench.runner.pairing import Pairing, base_fields, without_files_in
 from attnbench.specs import ResultRow
 
 
@@ -46,6 +47,7 @@ class _Running:
     pairing: Pairing
     process: Any
     conn: Connection
+    scratch: str | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -114,11 +116,13 @@ class LocalExecutor:
                     row = self._poll(r, r.conn in ready, display)
                     if row is not None:
                         running.remove(r)
+                        row = release_workdir(row, r.scratch)
                         on_row(row)
                         display.finished(r.pairing, row)
         finally:
             for r in running:
                 _stop(r)
+                release_workdir(None, r.scratch)
 
     def _start(self, pairing: Pairing) -> _Running:
         parent, child = self._ctx.Pipe(duplex=False)
@@ -131,7 +135,8 @@ class LocalExecutor:
         )
         process.start()
         child.close()
-        return _Running(pairing=pairing, process=process, conn=parent)
+        return _Running(pairing=pairing, process=process, conn=parent,
+                        scratch=workdir if self.artifacts is None else None)
 
     def _poll(self, r: _Running, readable: bool, display: Display) -> ResultRow | None:
         """Drain the worker's messages; return its row once it has one (or has died)."""
@@ -166,13 +171,23 @@ class LocalExecutor:
 
 def pairing_workdir(pairing: Pairing, device: torch.device, root: Path | None) -> str:
     """Where a pairing writes its files: ``ROOT/<task>/<variant>/<profile>-seed<N>-<config hash>``,
-    kept beside the store so a report can show them; a temporary folder when there is no root."""
+    kept beside the store so a report can show them; a temporary folder when there is no root,
+    which the executor removes with :func:`release_workdir` when the pairing finishes."""
     if root is None:
         return tempfile.mkdtemp(prefix=f"attnbench-{pairing.task}-{pairing.variant}-")
     base = base_fields(pairing, device)
     path = Path(root) / pairing.task / pairing.variant / f"{pairing.profile}-seed{pairing.seed}-{base['config_hash']}"
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+def release_workdir(row: ResultRow | None, scratch: str | None) -> ResultRow | None:
+    """Remove a pairing's temporary work folder (``scratch``; None: a kept one, nothing to do)
+    and return ``row`` without artifacts that lived in it."""
+    if scratch is None:
+        return row
+    shutil.rmtree(scratch, ignore_errors=True)
+    return without_files_in(row, scratch) if row is not None else None
 
 
 def _stop(r: _Running) -> None:

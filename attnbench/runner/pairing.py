@@ -170,9 +170,25 @@ def row_key(pairing: Pairing, device: torch.device) -> tuple:
     return tuple(base[k] for k in ("task", "variant", "profile", "seed", "environment", "config_hash"))
 
 
+def without_files_in(row: ResultRow, folder: str | Path) -> ResultRow:
+    """``row`` minus the artifacts that lie inside ``folder`` (a scratch folder about to be removed)."""
+    root = Path(folder).resolve()
+    kept = {k: v for k, v in row.artifacts.items() if not Path(v).resolve().is_relative_to(root)}
+    return row if len(kept) == len(row.artifacts) else dataclasses.replace(row, artifacts=kept)
+
+
 def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
             workdir: Path | None = None) -> ResultRow:
-    """Run one pairing here and return its row (status says how it went)."""
+    """Run one pairing here and return its row (status says how it went).
+
+    Without ``workdir`` the task writes into a temporary folder that is removed when the
+    pairing finishes, and the row names no file from it; pass ``workdir`` to keep the files
+    (``attnbench run`` keeps them beside the store, for the report).
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix=f"attnbench-{pairing.task}-{pairing.variant}-") as scratch:
+            row = execute(pairing, device, progress=progress, workdir=Path(scratch))
+        return without_files_in(row, scratch)
     task = plugins.get_task(pairing.task)
     spec = with_options(plugins.get_attention(pairing.variant), pairing.variant_options)
     base = base_fields(pairing, device)
@@ -188,7 +204,6 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
     seed_everything(pairing.seed)
     reset_peak_memory(device)
     meter = Meter(device)
-    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"attnbench-{task.name}-{spec.name}-"))
     ctx = RunContext(
         attention=spec, make_attention=lambda config: build_attention(spec, config), device=device,
         seed=pairing.seed, profile=pairing.profile, config=resolved_config(task, pairing),
@@ -217,5 +232,5 @@ def execute(pairing: Pairing, device: torch.device, *, progress: Any = None,
 
 __all__ = [
     "Diverged", "Pairing", "base_fields", "config_hash", "environment", "execute", "resolved_config", "row_config",
-    "row_key", "with_options",
+    "row_key", "with_options", "without_files_in",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from attnbench.errors import AttnbenchError, DataError, UnknownNameError
-from attnbench.runner.local import Display, pairing_workdir, threads_per_worker
+from attnbench.runner.local import Display, pairing_workdir, release_workdir, threads_per_worker
 from attnbench.runner.pairing import Pairing, base_fields, execute
 from attnbench.specs import ResultRow
 
@@ -94,17 +94,25 @@ class RayExecutor:
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_calls=1)(run_pairing)
         queue = list(pairings)
         running: dict[Any, tuple[Pairing, float]] = {}
+        scratch: dict[Any, str | None] = {}  # temporary work folders (no artifacts root), removed when done
         try:
             while queue or running:
                 while queue and len(running) < self.jobs:
                     pairing = queue.pop(0)
                     workdir = pairing_workdir(pairing, self.device, self.artifacts)
-                    running[remote.remote(pairing, str(self.device), workdir, threads)] = (pairing, time.monotonic())
+                    ref = remote.remote(pairing, str(self.device), workdir, threads)
+                    running[ref] = (pairing, time.monotonic())
+                    scratch[ref] = workdir if self.artifacts is None else None
                     display.started(pairing)
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
                 for ref in ready:
                     pairing, started = running.pop(ref)
-                    row = self._outcome(ray, ref, pairing, started)
+                    try:
+                        row = self._outcome(ray, ref, pairing, started)
+                    except BaseException:
+                        release_workdir(None, scratch.pop(ref))
+                        raise
+                    row = release_workdir(row, scratch.pop(ref))
                     on_row(row)
                     display.finished(pairing, row)
                 for ref, (pairing, started) in list(running.items()):
@@ -112,6 +120,7 @@ class RayExecutor:
                     if self.timeout and elapsed > self.timeout:
                         ray.cancel(ref, force=True)
                         running.pop(ref)
+                        release_workdir(None, scratch.pop(ref))
                         row = self._row(pairing, started, "timeout",
                                         f"exceeded --timeout {self.timeout:g} s (stopped after {elapsed:.1f} s)")
                         on_row(row)
@@ -119,6 +128,7 @@ class RayExecutor:
         finally:
             for ref in running:
                 ray.cancel(ref, force=True)
+                release_workdir(None, scratch.pop(ref, None))
 
     def _outcome(self, ray: Any, ref: Any, pairing: Pairing, started: float) -> ResultRow:
         try:
