@@ -61,6 +61,16 @@ def test_json_and_csv_reports_carry_ranks_and_every_row(store: Path):
     assert {r["variant"] for r in rows} == {"sdpa", "softmax"} and all(r["task"] == "listops" for r in rows)
 
 
+def test_piped_report_keeps_each_heading_on_one_line(store: Path, tmp_path: Path):
+    from attnbench.store import Store
+
+    with Store(store) as s:
+        environment = s.rows()[0].environment
+    lines = run_cli("report", "--store", str(store), "--out", str(tmp_path), env={"COLUMNS": "80"}).stdout.splitlines()
+    # The narrow overall matrix must not fold its long environment heading.
+    assert f"overall · smoke · {environment}" in [line.rstrip() for line in lines], lines
+
+
 def test_piped_tables_keep_whole_names_and_machine_formats_parse():
     piped = run_cli("list", "attention", env={"COLUMNS": "80"})
     lines = [line for line in piped.stdout.splitlines() if "sdpa-efficient" in line]

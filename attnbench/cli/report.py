@@ -6,7 +6,9 @@ import argparse
 import re
 from pathlib import Path
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from attnbench import plugins
 from attnbench.cli import console
@@ -59,13 +61,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
-def _rich(title: str, header: list[str], body: list[list[str]]) -> Table:
-    table = Table(title=title, title_justify="left")
+def _rich(title: str, header: list[str], body: list[list[str]]) -> Group:
+    # The title is a line of its own: as the table's title rich would wrap it to a narrow table's width.
+    table = Table()
     for h in header:
         table.add_column(h, overflow="fold")
     for cells in body:
         table.add_row(*cells)
-    return table
+    return Group(Text(title), table)
 
 
 def run(args: argparse.Namespace) -> int:
