@@ -182,3 +182,54 @@ def test_retention_refuses_other_head_counts_and_cross():
     q, k, v = qkv(10, 12)
     with pytest.raises(ValueError, match="query length 10 != key length 12"):
         module.inner(q, k, v)
+
+
+# --- s4d (module only: not registered, see its test below) ---------------------------------------
+
+def s4d_spec():
+    from attnbench_plugins.attention import s4d
+
+    found = []
+    s4d.register_attention(register=found.append)
+    return found[0]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_s4d_fft_convolution_equals_the_state_space_recurrence(causal):
+    """x_l = e^(ΔA) x_{l−1} + (e^(ΔA) − 1)/A · u_l ;  y_l = 2·Re(C x_l) + D u_l, run step by step
+    (and, when not causal, a second recurrence backwards from the end with the second C)."""
+    spec = s4d_spec()
+    torch.manual_seed(0)
+    module = spec.build(AttentionConfig(num_heads=2, head_dim=3, options={"state_size": 8}))
+    v = torch.randn(2, 2, 13, 3, generator=torch.Generator().manual_seed(4))
+    keep = torch.ones(2, 13, dtype=torch.bool)
+    keep[1, 10:] = False
+    out = module(v, v, v, attn_mask=keep[:, None, None, :], is_causal=causal)
+    u = (v * keep[:, None, :, None]).transpose(-2, -1).reshape(2, 6, 13).double()
+    a = torch.complex(-module.log_a_real.exp(), module.a_imag).detach().to(torch.complex128)
+    dta = module.log_dt.exp().detach().double()[:, None] * a  # ΔA, S4D-Lin: A_n = −1/2 + iπn
+    c = torch.view_as_complex(module.c.detach()).to(torch.complex128)
+    ys = torch.zeros(2, 6, 13, dtype=torch.float64)
+    x = torch.zeros(2, 6, 4, dtype=torch.complex128)
+    for step in range(13):
+        x = dta.exp() * x + (dta.exp() - 1) / a * u[..., step, None]
+        ys[..., step] = 2 * (c[0] * x).sum(-1).real
+    if not causal:  # look-ahead: the state of u_{l+1..}, one step further in the past for y_l
+        x = torch.zeros(2, 6, 4, dtype=torch.complex128)
+        for step in reversed(range(13)):
+            ys[..., step] += 2 * (c[1] * x).sum(-1).real
+            x = dta.exp() * x + (dta.exp() - 1) / a * u[..., step, None]
+    ref = ys + module.d.double()[:, None] * u
+    got = out.transpose(-2, -1).reshape(2, 6, 13).double()
+    assert (got - ref).abs().max() < 1e-4, (got - ref).abs().max()
+
+
+def test_s4d_meets_the_kit_except_that_it_ignores_q_and_k():
+    from attnbench.testing.attention import check_causal, check_gradients, check_padding_mask, check_shape_and_dtype
+
+    spec = s4d_spec()
+    for check in (check_shape_and_dtype, check_padding_mask, check_causal):
+        check(spec)
+    # Why s4d has no entry point: the kit demands a gradient for q and k, and this baseline has none.
+    with pytest.raises(AssertionError, match="no finite gradient for q"):
+        check_gradients(spec)

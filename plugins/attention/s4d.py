@@ -1,0 +1,108 @@
+"""s4d: an attention-free baseline, a diagonal state-space layer run over v; q and k are ignored.
+
+Gu, Gupta, Goel and Ré, "On the Parameterization and Initialization of Diagonal State Space
+Models", NeurIPS 2022 (arXiv:2206.11893), S4D-Lin initialisation.
+
+It answers "do I need attention at all?": each of the H·D channels of v is mixed along the
+sequence by its own linear time-invariant state-space model, with no query-key interaction.
+Per channel, N/2 complex modes ``A_n = −1/2 + iπn`` (S4D-Lin), ``B = 1``, a learned complex
+``C`` and step ``Δ`` (log-uniform in [0.001, 0.1] at init); zero-order hold gives the kernel
+
+    K_l = 2·Re Σ_n C_n (e^(ΔA_n) − 1)/A_n · e^(ΔA_n·l),     l = 0 … L−1
+
+and ``y = K ∗ u + D·u`` with a learned skip D. Causal (``is_causal``): the convolution looks
+only back. Not causal: a second C gives a kernel over the future, as the S4 code's
+bidirectional mode does, ``y_l = Σ_{m≤l} K⁰_{l−m} u_m + Σ_{m>l} K¹_{m−l−1} u_m``.
+The convolution runs by FFT of length 2L: O(L log L) time, O(L·N) for the kernel.
+Padding: padded positions of v are zeroed, so they feed nothing. No weights, no cross
+(query and key lengths must match). Not exact, no tolerance: it is not attention.
+Options: ``state_size`` (N = 64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+import attnbench
+from attnbench.nn.masks import key_padding
+
+
+class S4D(nn.Module):
+    """Diagonal SSM over v, one per channel (H·D channels). Option: ``state_size`` (64)."""
+
+    def __init__(self, config: attnbench.AttentionConfig) -> None:
+        super().__init__()
+        state = int(config.option("state_size", 64))
+        if state < 2 or state % 2:
+            raise ValueError(f"s4d: state_size must be an even number >= 2, got {state}; try 64")
+        channels = config.num_heads * config.head_dim
+        self.channels = channels
+        modes = state // 2
+        self.log_dt = nn.Parameter(torch.rand(channels) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))
+        self.log_a_real = nn.Parameter(torch.full((channels, modes), math.log(0.5)))
+        self.a_imag = nn.Parameter(math.pi * torch.arange(modes, dtype=torch.float32).repeat(channels, 1))
+        # C for the look-back kernel and for the look-ahead one; variance 1/2 per real part.
+        self.c = nn.Parameter(torch.randn(2, channels, modes, 2) * 0.5**0.5)
+        self.d = nn.Parameter(torch.randn(channels))
+
+    def kernels(self, length: int) -> torch.Tensor:
+        """The two ZOH kernels (2, channels, length): looking back and looking ahead."""
+        dt = self.log_dt.exp()[:, None]
+        a = torch.complex(-self.log_a_real.exp(), self.a_imag)  # (channels, modes)
+        dta = dt * a
+        c = torch.view_as_complex(self.c) * (dta.exp() - 1) / a
+        powers = dta[..., None] * torch.arange(length, device=a.device)  # (channels, modes, L)
+        return 2 * torch.einsum("scn,cnl->scl", c, powers.exp()).real
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> torch.Tensor:
+        if need_weights:
+            raise NotImplementedError("s4d has no attention weights (its spec says weights=False)")
+        b, h, length, d = v.shape
+        if q.shape[-2] != length:
+            raise ValueError(
+                f"s4d maps v to the output position by position (cross=False): query length "
+                f"{q.shape[-2]} != key/value length {length}"
+            )
+        if h * d != self.channels:
+            raise ValueError(f"s4d was built for {self.channels} channels (heads × head_dim), got {h} × {d}")
+        keep = key_padding(attn_mask)
+        if keep is not None:
+            v = v.masked_fill(~keep[:, None, :, None], 0)
+        u = v.transpose(-2, -1).reshape(b, h * d, length).float()  # (B, channels, L)
+        back, ahead = self.kernels(length)
+        kernel = torch.nn.functional.pad(back, (0, length))  # lags 0 … L−1, then zeros
+        if not is_causal:  # negative lags −1 … −L+1 sit at the end of the circular kernel
+            kernel = kernel + torch.nn.functional.pad(ahead.flip(-1), (length, 0))
+        n = 2 * length
+        y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(kernel, n=n), n=n)[..., :length]
+        y = y + self.d[:, None] * u
+        return y.to(v.dtype).reshape(b, h, d, length).transpose(-2, -1)
+
+
+@attnbench.hookimpl
+def register_attention(register):
+    register(attnbench.AttentionSpec(
+        name="s4d",
+        build=S4D,
+        summary="Attention-free baseline: S4D-Lin diagonal state-space convolution over v (q, k ignored)",
+        complexity="O(L·log L)",
+        exact=False,
+        causal=True,
+        padding_mask=True,
+        cross=False,
+        weights=False,
+        tolerance=None,  # not attention: no agreement with softmax is claimed
+        citation="Gu et al. 2022, On the Parameterization and Initialization of Diagonal SSMs (S4D, NeurIPS)",
+        options={"state_size": 64},
+    ))
