@@ -28,9 +28,12 @@ as ``flex_attention`` gives. Keyword-only parameters of a mod are knobs: one nam
 Backends (option ``backend``, default ``auto``), chosen from measurements on torch 2.9.1:
 
 * ``compiled`` — ``torch.compile(flex_attention)``, the fused kernel with block sparsity from
-  ``create_block_mask``. ``auto`` picks it on CUDA. On a 2-core CPU its first call took 46 s to
-  compile (forward only, B=2, H=2, L=32) and every new sequence length compiles again, so a smoke
-  pairing of seconds cannot afford it there.
+  ``create_block_mask``. ``auto`` picks it on CUDA (not yet measured there). On a shared 2-core
+  CPU its first call took 46 s to compile (forward only, B=2, H=2, L=32, no mask), every new
+  sequence length compiles again, and at ListOps' shape (B=32, H=4, L=128, D=16) with a
+  key-padding block mask, or with gradients, inductor failed after 23–29 s (``InductorError:
+  IndexError``): a smoke pairing of seconds cannot afford it there. If asked for anyway, a failure
+  falls back to ``dense`` with one ``RuntimeWarning``.
 * ``dense`` — the same math written out: the scores are materialised (B, H, Lq, Lk), the mods are
   evaluated once on broadcast index grids (``b`` (B,1,1,1), ``h`` (1,H,1,1), ``q_idx`` (1,1,Lq,1),
   ``kv_idx`` (1,1,1,Lk)), masked, softmaxed. ``auto`` picks it off CUDA. It is 2.7× faster than
