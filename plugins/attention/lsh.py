@@ -125,7 +125,9 @@ class LSHAttention(nn.Module):
         start = start.cumsum(-1) - start  # slot of each bucket's first item
         rank = torch.arange(n, device=dev) - first.gather(-1, sorted_bucket)
         slot = start.gather(-1, sorted_bucket) + rank  # (B, H, r, N)
-        slots = math.ceil((n + (nb + 1) * chunk) / chunk) * chunk
+        # Slots actually used by the fullest (batch, head, round); a data-dependent size, read once.
+        slots = int((start[..., -1] + counts[..., -1]).max())
+        slots = max(chunk, math.ceil(slots / chunk) * chunk)
         item_at = torch.full((b, h, r, slots), n, dtype=torch.long, device=dev).scatter(-1, slot, perm)
         slot_of = torch.empty_like(slot).scatter(-1, perm, slot)  # item -> slot
 
@@ -160,19 +162,18 @@ class LSHAttention(nn.Module):
         if is_causal:
             allowed = allowed & (pos_f[ki][..., None, :] <= pos_f[qi][..., :, None])
 
-        # N_ij: the rounds in which query i and key j fall in one bucket, j's chunk = i's or the one before.
-        cq = chunk_f.permute(0, 1, 3, 2)  # (B, H, N + 1, r): chunk of each item in every round
-        bq = bucket_f.permute(0, 1, 3, 2)
-        hi = torch.arange(h, device=dev)[None, :, None, None, None]
-
-        def per_round(t: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-            return t[bidx, hi, items]  # (B, H, r, n, C', r')
-
-        behind = per_round(cq, qi)[..., :, None, :] - per_round(cq, ki)[..., None, :, :]
-        met = (per_round(bq, qi)[..., :, None, :] == per_round(bq, ki)[..., None, :, :]) & ((behind == 0) | (behind == 1))
-        times_met = met.sum(-1).clamp(min=1).to(q.dtype)
-
-        scores = qs @ ks.transpose(-2, -1) / math.sqrt(d) - times_met.log()
+        scores = qs @ ks.transpose(-2, -1) / math.sqrt(d)
+        if r > 1:
+            # N_ij: the rounds in which query i and key j share a bucket with j's chunk i's or the
+            # one before. One round at a time, so no (…, C, 2C, r) tensor is ever held.
+            hi = torch.arange(h, device=dev)[None, :, None, None, None]
+            times_met = torch.zeros_like(scores)
+            for other in range(r):
+                cq, cb = chunk_f[:, :, other], bucket_f[:, :, other]  # (B, H, N + 1)
+                behind = cq[bidx, hi, qi][..., :, None] - cq[bidx, hi, ki][..., None, :]
+                met = (cb[bidx, hi, qi][..., :, None] == cb[bidx, hi, ki][..., None, :]) & (behind >= 0) & (behind <= 1)
+                times_met += met
+            scores = scores - times_met.clamp_(min=1).log_()
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         lse = scores.logsumexp(dim=-1)  # (B, H, r, n, C)
         weights = torch.softmax(scores, dim=-1) * allowed.any(dim=-1, keepdim=True)
