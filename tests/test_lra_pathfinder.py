@@ -172,3 +172,45 @@ def test_smoke_pairing_runs_on_generated_and_lra_layout_data(tmp_path):
     row = execute(Pairing(task="lra-pathfinder", variant="linear", profile="smoke", seed=0, data_dir=str(root)),
                   torch.device("cpu"))
     assert row.status == "ok", row.error
+
+
+def test_generated_sets_are_drawn_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    config = TASK.profiles["smoke"]
+    data._generated.cache_clear()
+    first = data.generated(config, 16)
+    cached = list((tmp_path / "cache" / "lra-pathfinder").glob("generated-*.npz"))
+    assert len(cached) == 1
+    data._generated.cache_clear()
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the generator ran although its images were cached")
+
+    monkeypatch.setattr(generator, "generate", no_drawing)
+    again = data.generated(config, 16)
+    assert torch.equal(first.train.tokens, again.train.tokens) and torch.equal(first.test.labels, again.test.labels)
+    cached[0].write_bytes(b"not an npz")  # a damaged cache file is drawn again, not an error
+    data._generated.cache_clear()
+    with pytest.raises(AssertionError, match="the generator ran"):
+        data.generated(config, 16)
+    data._generated.cache_clear()
+
+
+def test_sincos2d_positions_are_fixed_and_learned_positions_stay_the_default():
+    spec = plugins.get_attention("sdpa")
+    sizes = {"vocab_size": 256, "num_classes": 2, "max_len": 16, "dim": 8, "depth": 1, "heads": 2, "ff_dim": 8}
+    learned = pixels.PixelClassifier(spec, **sizes)
+    assert learned.positions == "learned" and learned.position_embedding.weight.requires_grad
+    fixed = pixels.PixelClassifier(spec, positions="sincos2d", **sizes)
+    assert not any("position" in name for name, _ in fixed.named_parameters())
+    table = fixed.fixed_positions  # 4 × 4 grid, row-major
+    assert table.shape == (16, 8)
+    # pixel (1, 1) is nearer its right neighbour (1, 2) than the far corner (3, 3), and the row half ignores columns
+    assert (table[5] - table[6]).norm() < (table[5] - table[15]).norm()
+    assert torch.equal(table[5, :4], table[6, :4]) and torch.equal(table[5, 4:], table[9, 4:])
+    with_cls = pixels.PixelClassifier(spec, positions="sincos2d", pooling="cls", **{**sizes, "max_len": 17})
+    assert torch.equal(with_cls.fixed_positions[0], torch.zeros(8)) and torch.equal(with_cls.fixed_positions[1:], table)
+    with pytest.raises(pixels.ProfileError, match=r"positions must be one of 'learned', 'sincos2d', got 'rope'"):
+        pixels.PixelClassifier(spec, positions="rope", **sizes)
+    with pytest.raises(pixels.ProfileError, match=r"divisible by 4, got dim=6; use dim=8"):
+        pixels.PixelClassifier(spec, positions="sincos2d", **{**sizes, "dim": 6, "ff_dim": 6})

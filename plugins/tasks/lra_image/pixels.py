@@ -84,23 +84,68 @@ class Splits:
     test: Split
 
 
+#: The position encodings a profile may pick with its ``positions`` key (default ``learned``).
+POSITIONS = ("learned", "sincos2d")
+
+
+def sincos_2d(side: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sinusoidal positions (side², dim) for a row-major side × side grid (as MAE's ViT).
+
+    The first half of the channels encodes the row, the second half the column, each with
+    the sine/cosine pairs of Vaswani et al. at frequencies ``10000^(-2i/(dim/2))``; ``dim``
+    must be a multiple of 4.
+    """
+    if dim % 4:
+        raise ProfileError(f"positions='sincos2d' needs a width (dim) divisible by 4, got dim={dim}; use dim={dim + 4 - dim % 4}")
+    quarter = dim // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    coords = torch.arange(side, dtype=torch.float32)
+    rows, cols = coords.repeat_interleave(side), coords.repeat(side)
+
+    def encode(values: torch.Tensor) -> torch.Tensor:
+        angles = values[:, None] * freqs[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1)
+
+
 class PixelClassifier(SequenceClassifier):
     """A :class:`SequenceClassifier` over pixel tokens that never passes a padding mask.
 
     Every row is full length, so attention needs no mask and variants without the
     ``padding_mask`` capability can run; pooling averages all tokens or reads the CLS
     token. Token id 0 is a black pixel, not padding, so it keeps a trainable embedding.
+    ``positions="learned"`` (the default) adds a trained embedding per position;
+    ``"sincos2d"`` adds fixed 2-D sinusoids of the pixel's row and column (:func:`sincos_2d`;
+    the CLS token, if any, gets none), so attention knows which pixels are neighbours
+    before any training.
     """
 
-    def __init__(self, attention, **kwargs: Any) -> None:
+    def __init__(self, attention, *, positions: str = "learned", **kwargs: Any) -> None:
+        if positions not in POSITIONS:
+            raise ProfileError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got {positions!r}; "
+                               "set the profile key 'positions' (e.g. --set positions=sincos2d)")
         super().__init__(attention, padding_idx=None, **kwargs)
+        self.positions = positions
+        if positions == "sincos2d":
+            max_len, dim = self.position_embedding.weight.shape
+            side = math.isqrt(max_len)
+            pixels = side * side if max_len - side * side in (0, 1) else 0
+            if not pixels:
+                raise ProfileError(f"positions='sincos2d' needs side² (+1 with CLS) positions, got max_len={max_len}")
+            del self.position_embedding
+            fixed = torch.cat([torch.zeros(max_len - pixels, dim), sincos_2d(side, dim)])
+            self.register_buffer("fixed_positions", fixed, persistent=False)
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled representation (B, dim) of pixel tokens (B, L)."""
         x = self.token_embedding(tokens)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
-        x = x + self.position_embedding(torch.arange(x.shape[1], device=x.device))
+        if self.positions == "sincos2d":
+            x = x + self.fixed_positions[: x.shape[1]]
+        else:
+            x = x + self.position_embedding(torch.arange(x.shape[1], device=x.device))
         x = self.encoder(x)
         return x[:, 0] if self.cls is not None else x.mean(1)
 
@@ -133,7 +178,7 @@ def run_classifier(ctx: RunContext, splits: Splits, num_classes: int) -> dict[st
     model = PixelClassifier(
         ctx.attention, vocab_size=VOCAB_SIZE, num_classes=num_classes, max_len=length + (pooling == "cls"),
         dim=int(cfg["dim"]), depth=int(cfg["depth"]), heads=int(cfg["heads"]), ff_dim=int(cfg["ff_dim"]),
-        dropout=float(cfg["dropout"]), pooling=pooling,
+        dropout=float(cfg["dropout"]), pooling=pooling, positions=str(cfg.get("positions", "learned")),
     ).to(ctx.device)
     batch_size = min(int(cfg["batch_size"]), len(splits.train))
 

@@ -17,9 +17,15 @@ seeded by the profile's ``data_seed`` (LRA's TFDS files interleave the metadata 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import io
+import json
+import os
 import re
+import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,11 +34,13 @@ import numpy as np
 from attnbench_plugins.tasks.lra_image.pixels import Split, Splits
 from PIL import Image, UnidentifiedImageError
 
+from attnbench.cache import cache_dir
 from attnbench.datafiles import line_error, read_lines
 from attnbench.errors import DataError
 
 from . import generator
 
+NAME = "lra-pathfinder"
 NUM_CLASSES = 2
 METADATA_NAME = re.compile(r"(\d+)\.npy$")
 LAYOUT = "LRA's Pathfinder layout: <level>/metadata/<n>.npy (space-separated text) and <level>/imgs/<n>/sample_<k>.png"
@@ -119,9 +127,41 @@ def params_for(config: Mapping[str, Any], side: int) -> generator.Params:
     return generator.Params(window=side, **{k: config[k] for k in GENERATOR_KEYS})
 
 
+#: Bump when the generator draws different images for the same parameters, so old cached sets are not reused.
+GENERATOR_VERSION = 1
+
+
+def cache_path(params: generator.Params, count: int, seed: int) -> Path:
+    """Where :func:`generated` keeps ``count`` images drawn with ``params`` and ``seed`` (an ``.npz``)."""
+    key = json.dumps({"version": GENERATOR_VERSION, "params": dataclasses.asdict(params), "count": count,
+                      "seed": seed}, sort_keys=True)
+    return cache_dir(NAME) / f"generated-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _draw_cached(params: generator.Params, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's images and labels, read from the cache when an earlier run drew them, else drawn and saved."""
+    path = cache_path(params, count, seed)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images, labels = archive["images"], archive["labels"]
+        if images.shape == (count, params.window, params.window) and labels.shape == (count,):
+            return images, labels
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # absent or unreadable: draw again and overwrite
+    images, labels = generator.generate(count, params, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass  # a read-only cache only costs the next run the drawing time
+    return images, labels
+
+
 @functools.lru_cache(maxsize=4)
 def _generated(params: generator.Params, sizes: tuple[int, int, int], seed: int) -> Splits:
-    images, labels = generator.generate(sum(sizes), params, seed)
+    images, labels = _draw_cached(params, sum(sizes), seed)
     cut = (sizes[0], sizes[0] + sizes[1])
     parts = (slice(0, cut[0]), slice(cut[0], cut[1]), slice(cut[1], None))
     return Splits(*(Split.from_images(images[p], labels[p]) for p in parts))
@@ -130,7 +170,8 @@ def _generated(params: generator.Params, sizes: tuple[int, int, int], seed: int)
 def generated(config: Mapping[str, Any], side: int) -> Splits:
     """The embedded default: images drawn by the generator with the profile's settings and ``data_seed``.
 
-    Kept for the life of the process.
+    Drawn once per parameter set and kept in the task's cache folder (:func:`attnbench.cache.cache_dir`,
+    ``$ATTNBENCH_CACHE_DIR`` to move it), then for the life of the process.
     """
     sizes = (int(config["n_train"]), int(config["n_val"]), int(config["n_test"]))
     return _generated(params_for(config, side), sizes, int(config["data_seed"]))
