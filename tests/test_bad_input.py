@@ -1,0 +1,136 @@
+"""Bad input across every built-in task's on-disk loader, through the public API: each task
+contributes its own --data-dir fixture (the writers of its test module), and one file of it is
+made corrupt or truncated. The pairing must stop with a one-line DataError that names that file,
+before anything trains. A task added without a case here fails the completeness test.
+
+Also: a CIFAR batch that would run code when unpickled is refused with no side effect.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import test_detection as detection_t
+import test_image_classification as image_t
+import test_listops as listops_t
+import test_lra_image as lra_image_t
+import test_lra_pathfinder as pathfinder_t
+import test_lra_retrieval as retrieval_t
+import test_lra_text as lra_text_t
+import test_medical_imaging as medical_t
+import test_sequential_recommendation as recsys_t
+import test_speech_commands as speech_t
+import test_text_classification as text_t
+import test_translation as translation_t
+import torch
+
+from attnbench import plugins
+from attnbench.errors import DataError
+from attnbench.runner import Pairing, execute
+
+CPU = torch.device("cpu")
+GARBAGE = b"\x89\x00\xfe\xff not this format \x80\xc3" * 32
+
+
+def _retrieval(root: Path) -> tuple[Path, Path]:
+    retrieval_t.write_aan(root)
+    return root, retrieval_t.data.aan_path(root, retrieval_t.data.AAN_SPLITS[0])
+
+
+def _lra_text(root: Path) -> tuple[Path, Path]:
+    lra_text_t.write_imdb(root)
+    return root, root / "train" / "pos" / "1_8.txt"  # "Loved it — «très bien»!": multi-byte characters
+
+
+def _pathfinder(root: Path) -> tuple[Path, Path]:
+    level = pathfinder_t.write_lra_level(root, side=16, count=12)
+    return level, level / pathfinder_t.LEVEL / "imgs" / "0" / "sample_2.png"
+
+
+def _text(root: Path) -> tuple[Path, Path]:
+    text_t.write(root, {"train.tsv": text_t.TRAIN_TSV, "test.tsv": text_t.TEST_TSV})
+    return root, root / "train.tsv"
+
+
+#: task → writes a valid --data-dir under the given folder and returns (data dir, the file to damage).
+CASES: dict[str, Callable[[Path], tuple[Path, Path]]] = {
+    "detection": lambda r: (detection_t.write_coco(r), r / "annotations" / "instances_train2017.json"),
+    "image-classification": lambda r: (image_t.write_cifar(r), r / "data_batch_1"),
+    "listops": lambda r: (listops_t.write_lra_dir(r), r / "basic_train.tsv"),
+    "lra-image": lambda r: (lra_image_t.write_cifar(r), r / "data_batch_1"),
+    "lra-pathfinder": _pathfinder,
+    "lra-retrieval": _retrieval,
+    "lra-text": _lra_text,
+    "medical-imaging": lambda r: (medical_t.write_npz(r), r / "pneumoniamnist.npz"),
+    "sequential-recommendation": lambda r: (r, recsys_t.write_format(r, "u.data")),
+    "speech-commands": lambda r: (speech_t.write_speech_commands(r), r / "yes" / "spk0_nohash_0.wav"),
+    "text-classification": _text,
+    "translation": lambda r: (translation_t.write_moses(r), r / "train.en"),
+}
+
+
+#: Damage a loader does not detect yet, kept visible (strict: the test fails once the loader is fixed).
+KNOWN_GAPS = {
+    ("lra-retrieval", "truncated"): "a line cut inside its last field still has 5 fields, and the unterminated "
+    "b'…' literal is taken as text (plugins/tasks/lra_retrieval/data.py read_aan)",
+}
+
+
+def _truncate(path: Path) -> None:
+    """Keep the first part of the file, cut inside a line (and, for text, inside a character when it can)."""
+    raw = path.read_bytes()
+    cut = len(raw) // 2
+    multibyte = [i for i in range(1, len(raw)) if 0x80 <= raw[i] < 0xC0 and raw[i - 1] >= 0xC0]  # a lead byte's next
+    if multibyte:
+        cut = multibyte[0]  # between a character's first and second byte
+    elif raw[cut - 1:cut] == b"\n":
+        cut += 1
+    path.write_bytes(raw[:cut])
+
+
+def test_every_built_in_task_has_a_bad_input_case():
+    loaded = plugins.load()
+    built_in = {t.name for t in loaded.tasks if loaded.info_for("tasks", t.name).distribution == "attnbench"}
+    assert len(built_in) >= 12, sorted(built_in)
+    assert built_in <= set(CASES), f"add a case to tests/test_bad_input.py for {sorted(built_in - set(CASES))}"
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+@pytest.mark.parametrize("task", sorted(CASES))
+def test_a_damaged_file_stops_the_pairing_with_a_one_line_error_naming_it(task, damage, tmp_path, monkeypatch, request):
+    if (task, damage) in KNOWN_GAPS:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
+                                              reason=KNOWN_GAPS[(task, damage)]))
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))  # tokenizers trained here stay here
+    data_dir, target = CASES[task](tmp_path / "data")
+    assert target.is_file(), target
+    if damage == "corrupt":
+        target.write_bytes(GARBAGE)
+    else:
+        _truncate(target)
+    with pytest.raises(DataError) as info:
+        execute(Pairing(task=task, variant="sdpa", profile="smoke", seed=0, data_dir=str(data_dir)), CPU)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert target.name in message, message
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_with_no_side_effect(tmp_path):
+    root = image_t.write_cifar(tmp_path / "cifar")
+    marker = tmp_path / "the pickle ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    (root / "data_batch_1").write_bytes(pickle.dumps({b"data": Exploit(), b"labels": [0]}, protocol=2))
+    for task in ("image-classification", "lra-image"):
+        with pytest.raises(DataError, match=r"data_batch_1 is not a readable CIFAR python batch .*refusing to load "
+                                            r"posix\.mkdir") as info:
+            execute(Pairing(task=task, variant="sdpa", profile="smoke", seed=0, data_dir=str(root)), CPU)
+        assert "\n" not in str(info.value)
+        assert not marker.exists()
