@@ -4,6 +4,7 @@ keeps its artifacts beside the store for the report. Each test points TMPDIR at 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -78,3 +79,21 @@ def test_run_keeps_artifacts_beside_the_store_and_leaves_no_temporary_folder(tmp
     curve = Path(row.artifacts["loss_curve"])
     assert curve.is_file() and curve.is_relative_to(store.parent / "artifacts" / "listops" / "sdpa")
     assert _ours(private) == []
+
+
+@pytest.mark.slow
+def test_ray_tasks_remove_their_temporary_folders(private_tmp: Path):
+    ray = pytest.importorskip("ray", reason="pip install 'attnbench[ray]' to test the Ray executor")
+    from attnbench.runner.ray_cluster import RayExecutor
+
+    # Ray's sockets live under its temp folder, and a socket path may not exceed 107 bytes
+    sessions = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=sessions)
+    try:
+        rows = []
+        RayExecutor(CPU, jobs=1).run([SMOKE], rows.append, Quiet())
+    finally:
+        ray.shutdown()
+        shutil.rmtree(sessions, ignore_errors=True)
+    assert [r.status for r in rows] == ["ok"] and "loss_curve" not in rows[0].artifacts
+    assert _ours(private_tmp) == []
