@@ -5,9 +5,16 @@ ICLR 2015.
 
 Each head has its own W, U: D → D_a and v: D_a (option ``additive_dim``, default D). The tanh
 acts on a (Lq, Lk, D_a) tensor per head, so scores are computed in query chunks sized to keep
-that tensor under ``additive_chunk_elements`` (default 2^24) elements; in training each chunk is
+that tensor under ``additive_chunk_elements`` (default 2^22) elements; in training each chunk is
 recomputed in the backward pass (activation checkpointing) rather than kept, so memory stays
 O(Lq·Lk) plus one chunk instead of O(Lq·Lk·D_a).
+
+Cost: O(Lq·Lk·D_a) elementwise work (an add, a transcendental, a product with v per pair and
+hidden unit) on top of softmax attention's O(L²·D) products; it is memory-bound. The scores use
+the identity tanh(x) = 1 - 2·σ(-2x), so vᵀ tanh(x) = Σv - 2·vᵀσ(-2x), with the -2 folded into the
+projections W q and U k: the same function, but torch's CPU sigmoid is vectorised and its tanh was
+measured ~30× slower per element (torch 2.9.1, AVX2). ``additive_dim`` < D is the documented way to
+trade scoring width for speed; it changes the model.
 """
 
 from __future__ import annotations
@@ -22,10 +29,18 @@ import attnbench
 from attnbench.nn.masks import dense_mask
 
 
-def _additive_scores(wq: torch.Tensor, uk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """vᵀ tanh(wq_i + uk_j) for every pair: wq (B, H, c, Da), uk (B, H, Lk, Da), v (H, Da) → (B, H, c, Lk)."""
-    hidden = torch.tanh(wq.unsqueeze(-2) + uk.unsqueeze(-3))  # (B, H, c, Lk, Da)
-    return torch.einsum("bhqka,ha->bhqk", hidden, v)
+def _additive_scores(wq2: torch.Tensor, uk2: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """vᵀ tanh(wq_i + uk_j) for every pair, from wq2 = -2·wqᵀ (B, H, Da, c) and uk2 = -2·ukᵀ (B, H, Da, Lk).
+
+    With v (H, Da) returns (B, H, c, Lk), as Σv - 2·vᵀσ(wq2_i + uk2_j). The hidden units lead
+    ((B, H, Da, c, Lk) layout), so the add and sigmoid run along Lk and the sum over units is one
+    (1, Da) @ (Da, c·Lk) product per (batch, head) rather than c·Lk products of length Da.
+    """
+    hidden = wq2.unsqueeze(-1) + uk2.unsqueeze(-2)  # (B, H, Da, c, Lk)
+    hidden = hidden.sigmoid_() if not torch.is_grad_enabled() else torch.sigmoid(hidden)
+    b, h, _, c, lk = hidden.shape
+    weighted = (v[:, None, :] @ hidden.flatten(-2)).view(b, h, c, lk)
+    return v.sum(-1)[:, None, None] - 2.0 * weighted
 
 
 class AdditiveAttention(nn.Module):
@@ -35,7 +50,7 @@ class AdditiveAttention(nn.Module):
         super().__init__()
         heads, dim = config.num_heads, config.head_dim
         hidden = int(config.option("additive_dim", dim))
-        self.chunk_elements = int(config.option("additive_chunk_elements", 2**24))
+        self.chunk_elements = int(config.option("additive_chunk_elements", 2**22))
         # Scaled so W q + U k has unit-order entries for unit-variance q, k, and vᵀ tanh(·) too.
         self.w = nn.Parameter(torch.randn(heads, dim, hidden) / math.sqrt(dim))
         self.u = nn.Parameter(torch.randn(heads, dim, hidden) / math.sqrt(dim))
@@ -44,17 +59,18 @@ class AdditiveAttention(nn.Module):
 
     def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The (B, H, Lq, Lk) logits, built a query chunk at a time."""
-        wq = torch.einsum("bhqd,hda->bhqa", q, self.w.to(q.dtype))
-        uk = torch.einsum("bhkd,hda->bhka", k, self.u.to(k.dtype))
+        # The -2 of tanh(x) = 1 - 2σ(-2x) is folded into the (D, Da) projections, not the (…, Lk, Da) sums.
+        wq = (q @ (-2.0 * self.w.to(q.dtype))).transpose(-1, -2)  # (B, H, Da, Lq)
+        uk = (k @ (-2.0 * self.u.to(k.dtype))).transpose(-1, -2).contiguous()  # (B, H, Da, Lk)
         v = self.v.to(q.dtype)
-        b, h, lq, hidden = wq.shape
+        b, h, hidden, lq = wq.shape
         chunk = max(1, self.chunk_elements // max(1, b * h * k.shape[-2] * hidden))
         if chunk >= lq:
             return _additive_scores(wq, uk, v)
         recompute = torch.is_grad_enabled() and (wq.requires_grad or uk.requires_grad or v.requires_grad)
         parts = []
         for start in range(0, lq, chunk):
-            part = wq[:, :, start : start + chunk]
+            part = wq[..., start : start + chunk]
             if recompute:
                 parts.append(checkpoint(_additive_scores, part, uk, v, use_reentrant=False))
             else:
@@ -90,5 +106,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Bahdanau et al. 2015, Neural Machine Translation by Jointly Learning to Align and Translate",
-        options={"additive_dim": None, "additive_chunk_elements": 2**24},
+        options={"additive_dim": None, "additive_chunk_elements": 2**22},
     ))
