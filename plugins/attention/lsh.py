@@ -137,7 +137,7 @@ class LSHAttention(nn.Module):
         key_f = F.pad(is_key[None] & valid, (0, 1))  # (B, N + 1)
         pos_f = F.pad(pos, (0, 1))
         bucket_f = F.pad(bucket, (0, 1), value=-1)
-        chunk_f = F.pad(slot_of // chunk, (0, 1), value=-1)  # (B, H, r, N + 1)
+        chunk_f = F.pad((slot_of // chunk).int(), (0, 1), value=-1)  # (B, H, r, N + 1); int32 halves `behind`
         nchunks = slots // chunk
 
         def gather_items(t: torch.Tensor) -> torch.Tensor:  # (B, H, N+1, E) -> (B, H, r, slots, E)
@@ -176,7 +176,7 @@ class LSHAttention(nn.Module):
             scores = scores - times_met.clamp_(min=1).log_()
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         lse = scores.logsumexp(dim=-1)  # (B, H, r, n, C)
-        weights = torch.softmax(scores, dim=-1) * allowed.any(dim=-1, keepdim=True)
+        weights = torch.exp(scores - lse[..., None]) * allowed.any(dim=-1, keepdim=True)  # the softmax
         out = self.dropout(weights) @ vs  # (B, H, r, n, C, Dv)
 
         # Back to item order: the queries are items 0..Lq-1.
