@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from attnbench import __version__
 from attnbench.errors import AttnbenchError
@@ -52,7 +53,7 @@ def warn_plugin_errors() -> None:
 
     for info in plugins.load().errors:
         err_console.print(
-            f"[yellow]warning:[/] plugin {info.source} ({info.value}) is broken: {info.error} "
+            f"[yellow]warning:[/] plugin {escape(info.source)} ({escape(info.value)}) is broken: {escape(info.error)} "
             "— see `attnbench plugins`",
             highlight=False, markup=True, soft_wrap=True,
         )
@@ -64,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AttnbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets ('attnbench[ray]') that rich would read as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; finished pairings are saved in the store (re-run with --resume)")

@@ -7,17 +7,16 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console, Group, RenderableType
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from attnbench.cli import console, err_console, warn_plugin_errors
+from attnbench.cli import console, warn_plugin_errors
 from attnbench.runner.device import DEVICE_CHOICES, resolve_device
 from attnbench.runner.matrix import plan, run_matrix, split_resumed
 from attnbench.runner.overrides import parse_assignment, parse_sweep, parse_variant_options
 from attnbench.runner.pairing import Pairing
-from attnbench.runner.tensorboard import TensorBoardError, TensorBoardLog
+from attnbench.runner.tensorboard import TensorBoardLog
 from attnbench.specs import PROFILES, ResultRow
 from attnbench.store import DEFAULT_STORE, Store
 
@@ -178,11 +177,7 @@ def _brief(row: ResultRow) -> str:
 
 def run(args: argparse.Namespace) -> int:
     warn_plugin_errors()
-    try:  # a missing package stops us here, before any work
-        board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
-    except TensorBoardError as exc:  # printed without markup: rich would eat the '[tensorboard]' of the hint
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
+    board = TensorBoardLog(args.tensorboard) if args.tensorboard else None  # a missing package stops us here
     device = resolve_device(args.device)
     if args.jobs < 1:
         raise SystemExit("error: --jobs must be at least 1")
