@@ -164,7 +164,8 @@ def test_task_is_registered_with_lra_full_sizes():
     assert data.params_for(full, 32) == generator.Params.lra32("curv_contour_length_14")
 
 
-def test_smoke_pairing_runs_on_generated_and_lra_layout_data(tmp_path):
+def test_smoke_pairing_runs_on_generated_and_lra_layout_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))  # generated images are cached there
     row = execute(Pairing(task="lra-pathfinder", variant="sdpa", profile="smoke", seed=0), torch.device("cpu"))
     assert row.status == "ok", row.error
     assert row.metrics["chance"] == 0.5 and 0.0 <= row.metrics["accuracy"] <= 1.0
