@@ -289,7 +289,7 @@ def _module_type() -> type:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
             grids = self._grids(q, k)
             if self.score_mod is not None:
-                scores = self._call("score_mod", self.score_mod, scores, *grids).expand_as(scores)
+                scores = self._call("score_mod", self.score_mod, scores, *grids).to(scores.dtype).expand_as(scores)
             mask = dense_mask(attn_mask, is_causal, q.shape[-2], k.shape[-2], q.device)
             if self.mask_mod is not None:
                 user = self._call("mask_mod", self.mask_mod, *grids)

