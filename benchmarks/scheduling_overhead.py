@@ -5,7 +5,8 @@ pairing), each as a ratio to in-process, all measured in one run of this script.
 In-process calls :func:`attnbench.runner.pairing.execute` one pairing after another. The
 local executor adds a forked worker, progress over a pipe and the row sent back; Ray adds a
 fresh Ray worker process per pairing (``max_calls=1``), which imports torch and the plugins
-anew. One warm-up pairing runs in-process first, so the plugin registry and the task's data
+anew. Every side gives a pairing the same number of torch threads (the executors'
+``threads_per_worker``). One warm-up pairing runs in-process first, so the plugin registry and the task's data
 caches are loaded for every side (forked workers inherit them; Ray workers do not, which is
 part of Ray's real cost). ``ray.init`` is timed separately and is not in the Ray side.
 
@@ -19,7 +20,7 @@ import time
 
 import torch
 
-from attnbench.runner.local import LocalExecutor
+from attnbench.runner.local import LocalExecutor, threads_per_worker
 from attnbench.runner.matrix import plan
 from attnbench.runner.pairing import execute
 
@@ -51,7 +52,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="pairings at once in the executors (default 1: sequential)")
     args = parser.parse_args()
     pairings = plan(tasks=[args.task], variants=args.variants.split(","), profile=args.profile, seeds=[0])
-    torch.set_num_threads(1)
+    threads = threads_per_worker(args.jobs)  # what each executor gives a pairing, so every side computes alike
+    torch.set_num_threads(threads)
     execute(pairings[0], CPU)  # warm-up: plugins, data caches
 
     def in_process(rows):
@@ -73,7 +75,7 @@ def main() -> None:
     ray.shutdown()
     base = results["in-process"][0]
     print(f"task={args.task} variants={args.variants} profile={args.profile} pairings={len(pairings)} "
-          f"jobs={args.jobs} (executors), threads per pairing=1")
+          f"jobs={args.jobs} (executors), torch threads per pairing={threads}")
     for name, (seconds, rows) in results.items():
         statuses = ",".join(sorted({r.status for r in rows}))
         print(f"{name:15}: {seconds:7.2f} s  ratio to in-process {seconds / base:5.2f}  "
