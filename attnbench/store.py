@@ -74,8 +74,9 @@ def explain(path: Path, exc: sqlite3.Error, timeout: float) -> str:
         return (f"cannot open store {path} ({text}); its folder must exist and be writable (SQLite writes "
                 "FILE-wal and FILE-shm beside it), or pass another file with --store")
     if "full" in lower or "disk i/o" in lower or "too large" in lower:
-        return (f"cannot write store {path}: the disk is full or the file hit a size limit ({text}); free some "
-                "space (or raise the limit) and re-run with --resume: every row committed before this is kept")
+        return (f"cannot write store {path}: the disk is full, a file-size limit was hit or the device failed "
+                f"({text}); free some space (or raise the limit) and re-run with --resume: every row committed "
+                "before this is kept")
     return (f"{path} is not an attnbench results store ({text}); pass a new path with --store, "
             "or move that file away")
 
