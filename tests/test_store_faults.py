@@ -28,6 +28,8 @@ from attnbench import ResultRow
 from attnbench.errors import StoreError
 from attnbench.store import SCHEMA_VERSION, Store
 
+#: Generous: a CLI start (torch, plugins) took minutes on the shared 2-core machine under load.
+CLI_TIMEOUT = 600
 SMOKE = ("--tasks", "listops", "--profile", "smoke", "--set", "steps=2")
 
 
@@ -63,7 +65,7 @@ def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
 
 
 def _run(*args: str, preexec=None, env: dict[str, str] | None = None, cwd: Path | None = None,
-         timeout: float = 300) -> subprocess.CompletedProcess:
+         timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
     """``python -m attnbench ARGS`` with a ``preexec_fn`` (limits, dropped privileges)."""
     full_env = {**os.environ, "COLUMNS": "250", **(env or {})}
     return subprocess.run([sys.executable, "-m", "attnbench", *args], capture_output=True, text=True,
@@ -86,7 +88,7 @@ def test_a_locked_store_stops_run_before_any_work_with_the_file_and_the_fix(tmp_
     holder = _hold_lock(path)
     try:
         ran = run_cli("run", *SMOKE, "--variants", "sdpa", "--store", str(path),
-                      env={"ATTNBENCH_STORE_TIMEOUT": "1"}, cwd=tmp_path)
+                      env={"ATTNBENCH_STORE_TIMEOUT": "1"}, cwd=tmp_path, timeout=CLI_TIMEOUT)
         _one_line_error(ran, str(path), "is locked by another process", "--store", "ATTNBENCH_STORE_TIMEOUT")
         assert "running" not in ran.stdout and not (tmp_path / "artifacts").exists()  # no pairing started
     finally:
@@ -196,7 +198,7 @@ def test_a_full_disk_mid_run_loses_only_the_unsaved_row_and_resume_runs_it_again
     saved = _intact(path)
     assert len(saved) < 4 and all(status == "ok" for *_, status in saved), saved
     assert f"listops × {variants.split(',')[len(saved)]} (seed 0) was not saved" in line  # the next one in order
-    resumed = run_cli("run", *SMOKE, "--variants", variants, "--store", str(path), "--resume")
+    resumed = run_cli("run", *SMOKE, "--variants", variants, "--store", str(path), "--resume", timeout=CLI_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"resume: {len(saved)} of 4 pairings already in" in resumed.stdout
     assert sorted(v for _, v, _, _ in _intact(path)) == sorted(variants.split(","))
@@ -214,7 +216,7 @@ def test_run_refuses_a_file_that_is_not_a_store_and_leaves_it_untouched(tmp_path
     db.close()
     for path in (junk, other):
         before = _digest(path)
-        ran = run_cli("run", *SMOKE, "--variants", "sdpa", "--store", str(path), cwd=tmp_path)
+        ran = run_cli("run", *SMOKE, "--variants", "sdpa", "--store", str(path), cwd=tmp_path, timeout=CLI_TIMEOUT)
         _one_line_error(ran, str(path), "not an attnbench results store", "--store")
         assert _digest(path) == before
     assert not (tmp_path / "artifacts").exists()
@@ -230,7 +232,7 @@ def test_a_store_from_a_newer_attnbench_is_refused_by_run_and_report_untouched(t
     db.close()
     before = _digest(path)
     for command in (("run", *SMOKE, "--variants", "sdpa"), ("report", "--format", "json")):
-        ran = run_cli(*command, "--store", str(path), cwd=tmp_path)
+        ran = run_cli(*command, "--store", str(path), cwd=tmp_path, timeout=CLI_TIMEOUT)
         _one_line_error(ran, str(path), f"store version {SCHEMA_VERSION + 1}", "upgrade attnbench")
     assert _digest(path) == before
 
@@ -253,7 +255,7 @@ def test_a_version_1_store_is_migrated_in_place_and_reports(tmp_path: Path):
             '{}', '', '0.0.1', 'attnbench:sdpa', 'attnbench', '0.0.1', '2.0', 'cpu', 1.0, 2.0);
     """)
     db.close()
-    report = run_cli("report", "--store", str(path), "--format", "json")
+    report = run_cli("report", "--store", str(path), "--format", "json", timeout=CLI_TIMEOUT)
     assert report.returncode == 0, report.stderr
     entries = [e for t in json.loads(report.stdout)["tasks"] for e in t["entries"]]
     assert [(e["variant"], e["status"]) for e in entries] == [("sdpa", "ok")]
@@ -278,13 +280,13 @@ def test_two_runs_writing_one_new_store_at_once_lose_and_duplicate_nothing(tmp_p
                               "--store", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=env)
             for variants in ("sdpa,softmax,local", "softmax,linear")]  # softmax in both: one row, not two
-    outputs = [p.communicate(timeout=400) for p in runs]
+    outputs = [p.communicate(timeout=2 * CLI_TIMEOUT) for p in runs]
     for p, (out, err) in zip(runs, outputs, strict=True):
         assert p.returncode == 0, out[-2000:] + err[-2000:]
     rows = _intact(path)
     assert sorted(v for _, v, _, _ in rows) == ["linear", "local", "sdpa", "softmax"]
     assert all(status == "ok" for *_, status in rows)
-    report = run_cli("report", "--store", str(path), "--format", "json")
+    report = run_cli("report", "--store", str(path), "--format", "json", timeout=CLI_TIMEOUT)
     assert report.returncode == 0, report.stderr
     entries = [e["variant"] for t in json.loads(report.stdout)["tasks"] for e in t["entries"]]
     assert sorted(entries) == ["linear", "local", "sdpa", "softmax"]
