@@ -207,3 +207,14 @@ def test_differential_lambda_starts_from_the_papers_layer_one_value():
 def test_differential_needs_an_even_head_dim():
     with pytest.raises(ValueError, match=r"head_dim must be even, got 7"):
         DifferentialAttention(AttentionConfig(num_heads=2, head_dim=7))
+
+
+def test_a_kv_heads_option_sizes_the_models_key_value_projections():
+    """--variant-option gqa.kv_heads=N reaches the model's k/v projections, not only the variant."""
+    from attnbench.runner.pairing import with_options
+
+    spec = with_options(_spec("gqa"), (("kv_heads", 1),))
+    layer = MultiheadAttention(64, 4, spec)
+    assert layer.num_kv_heads == 1 and layer.k_proj.out_features == 16 and layer.v_proj.out_features == 16
+    out, _ = layer(torch.randn(2, 5, 64))
+    assert out.shape == (2, 5, 64)

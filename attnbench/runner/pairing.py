@@ -124,12 +124,14 @@ def with_options(spec: AttentionSpec, options: Overrides) -> AttentionSpec:
     if not options:
         return spec
     extra = dict(options)
-    build = spec.build
 
-    def build_with_options(config: AttentionConfig) -> Any:
-        return build(dataclasses.replace(config, options={**config.options, **extra}))
+    def merged(config: AttentionConfig) -> AttentionConfig:
+        return dataclasses.replace(config, options={**config.options, **extra})
 
-    return dataclasses.replace(spec, build=build_with_options)
+    changes: dict[str, Any] = {"build": lambda config: spec.build(merged(config))}
+    if spec.kv_heads is not None:  # the model sizes its k/v projections from the same options (gqa.kv_heads)
+        changes["kv_heads"] = lambda config: spec.kv_heads(merged(config))
+    return dataclasses.replace(spec, **changes)
 
 
 def environment(device: torch.device) -> str:
