@@ -100,6 +100,11 @@ class AttentionSpec:
     many heads, builds the variant with ``AttentionConfig(num_kv_heads=...)`` and hands
     it k, v of shape (B, H_kv, Lk, D). None (every other variant): k, v have
     ``num_heads`` heads.
+
+    ``attention_free`` marks a baseline that mixes ``v`` along the sequence without
+    scores from ``q`` and ``k`` (a state-space or convolution layer, e.g. ``s4d``): it
+    takes the same call, so it runs on every task beside the attention variants, and the
+    conformance kit then expects gradients for ``v`` and the parameters only.
     """
 
     name: str
@@ -119,6 +124,7 @@ class AttentionSpec:
     available: Callable[[torch.device], str | None] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     kv_heads: Callable[[AttentionConfig], int] | None = None
+    attention_free: bool = False
 
     def capabilities(self) -> dict[str, bool]:
         """The declared capabilities by name (see :data:`CAPABILITIES`)."""

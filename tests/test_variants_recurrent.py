@@ -224,12 +224,10 @@ def test_s4d_fft_convolution_equals_the_state_space_recurrence(causal):
     assert (got - ref).abs().max() < 1e-4, (got - ref).abs().max()
 
 
-def test_s4d_meets_the_kit_except_that_it_ignores_q_and_k():
-    from attnbench.testing.attention import check_causal, check_gradients, check_padding_mask, check_shape_and_dtype
-
-    spec = s4d_spec()
-    for check in (check_shape_and_dtype, check_padding_mask, check_causal):
-        check(spec)
-    # Why s4d has no entry point: the kit demands a gradient for q and k, and this baseline has none.
-    with pytest.raises(AssertionError, match="no finite gradient for q"):
-        check_gradients(spec)
+def test_s4d_is_registered_as_an_attention_free_baseline_that_ignores_q_and_k():
+    """The kit asks an attention-free baseline for gradients on v only; q and k truly play no part."""
+    spec = plugins.load().attention.get("s4d")
+    assert spec.attention_free and not spec.weights and not spec.cross
+    module = spec.build(AttentionConfig(num_heads=2, head_dim=8)).eval()
+    q, k, v = torch.randn(3, 2, 2, 12, 8).unbind(0)
+    assert torch.equal(module(q, k, v), module(torch.randn_like(q), torch.randn_like(k), v))

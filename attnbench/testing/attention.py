@@ -74,11 +74,13 @@ def check_shape_and_dtype(spec: AttentionSpec) -> None:
 
 
 def check_gradients(spec: AttentionSpec) -> None:
-    """Gradients reach q, k, v and every trainable parameter of the module."""
+    """Gradients reach q, k, v (v only for an ``attention_free`` baseline) and every
+    trainable parameter of the module."""
     q, k, v = _qkv(spec, grad=True)
     module = _build(spec).train()
     module(q, k, v).square().mean().backward()
-    for name, t in (("q", q), ("k", k), ("v", v)):
+    inputs = (("v", v),) if spec.attention_free else (("q", q), ("k", k), ("v", v))
+    for name, t in inputs:
         assert t.grad is not None and torch.isfinite(t.grad).all(), f"{spec.name}: no finite gradient for {name}"
         assert t.grad.abs().sum() > 0, f"{spec.name}: gradient for {name} is all zero"
     for pname, p in module.named_parameters():

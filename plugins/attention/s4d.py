@@ -103,6 +103,7 @@ def register_attention(register):
         cross=False,
         weights=False,
         tolerance=None,  # not attention: no agreement with softmax is claimed
+        attention_free=True,
         citation="Gu et al. 2022, On the Parameterization and Initialization of Diagonal SSMs (S4D, NeurIPS)",
         options={"state_size": 64},
     ))
