@@ -4,7 +4,10 @@ keeps its artifacts beside the store for the report. Each test points TMPDIR at 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +16,6 @@ import torch
 from conftest import run_cli
 
 from attnbench.runner import Pairing, execute
-from attnbench.runner.local import LocalExecutor
 from attnbench.store import Store
 
 CPU = torch.device("cpu")
@@ -58,12 +60,30 @@ def test_execute_without_a_workdir_removes_its_temporary_folder(private_tmp: Pat
 
 
 def test_worker_processes_remove_their_temporary_folders_even_after_a_timeout(private_tmp: Path):
-    rows = []
-    slow = Pairing(task="listops", variant="softmax", profile="standard", seed=0)  # minutes: stopped by the timeout
-    LocalExecutor(CPU).run([SMOKE], rows.append, Quiet())
-    LocalExecutor(CPU, timeout=5).run([slow], rows.append, Quiet())
-    assert sorted(r.status for r in rows) == ["ok", "timeout"]
-    assert all("loss_curve" not in r.artifacts for r in rows)
+    # A fresh interpreter drives the executor: workers are forked from a parent that has run no tensor
+    # work (as `attnbench run` does); forking this pytest process, which has trained models, can hang
+    # in torch's thread pool.
+    script = """
+import sys, torch
+from attnbench.runner import Pairing
+from attnbench.runner.local import LocalExecutor
+
+class Quiet:
+    def started(self, pairing): ...
+    def progress(self, pairing, *args): ...
+    def finished(self, pairing, row): ...
+
+rows = []
+smoke = Pairing(task="listops", variant="sdpa", profile="smoke", seed=0, overrides=(("steps", 2),))
+slow = Pairing(task="listops", variant="softmax", profile="standard", seed=0)  # minutes: stopped by the timeout
+LocalExecutor(torch.device("cpu")).run([smoke], rows.append, Quiet())
+LocalExecutor(torch.device("cpu"), timeout=5).run([slow], rows.append, Quiet())
+print(sorted(r.status for r in rows), any("loss_curve" in r.artifacts for r in rows))
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TMPDIR": str(private_tmp)})
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip().splitlines()[-1] == "['ok', 'timeout'] False", ran.stdout
     assert _ours(private_tmp) == []
 
 
