@@ -6,9 +6,11 @@ In-process calls :func:`attnbench.runner.pairing.execute` one pairing after anot
 local executor adds a forked worker, progress over a pipe and the row sent back; Ray adds a
 fresh Ray worker process per pairing (``max_calls=1``), which imports torch and the plugins
 anew. Every side gives a pairing the same number of torch threads (the executors'
-``threads_per_worker``). One warm-up pairing runs in-process first, so the plugin registry and the task's data
-caches are loaded for every side (forked workers inherit them; Ray workers do not, which is
-part of Ray's real cost). ``ray.init`` is timed separately and is not in the Ray side.
+``threads_per_worker``). The local executor goes first, after one warm-up pairing through it:
+its workers are forked, and forking a process whose torch thread pool has already run work can
+hang in that pool, so this process does no tensor work before it (as ``attnbench run``'s parent
+does none). Then one warm-up pairing in-process, the in-process side, and Ray. ``ray.init`` is
+timed separately and is not in the Ray side.
 
     OMP_NUM_THREADS=1 python benchmarks/scheduling_overhead.py --task listops --variants sdpa,softmax,linear,local
 """
@@ -54,7 +56,6 @@ def main() -> None:
     pairings = plan(tasks=[args.task], variants=args.variants.split(","), profile=args.profile, seeds=[0])
     threads = threads_per_worker(args.jobs)  # what each executor gives a pairing, so every side computes alike
     torch.set_num_threads(threads)
-    execute(pairings[0], CPU)  # warm-up: plugins, data caches
 
     def in_process(rows):
         rows.extend(execute(p, CPU) for p in pairings)
@@ -62,7 +63,10 @@ def main() -> None:
     def local(rows):
         LocalExecutor(CPU, jobs=args.jobs).run(pairings, rows.append, Quiet())
 
-    results = {"in-process": _timed(in_process), "local executor": _timed(local)}
+    LocalExecutor(CPU).run(pairings[:1], [].append, Quiet())  # warm-up (data caches on disk), parent stays clean
+    results = {"local executor": _timed(local)}
+    execute(pairings[0], CPU)  # warm-up in this process: plugins, data caches
+    results["in-process"] = _timed(in_process)
     import ray  # started only now, so its daemons do not run beside the first two sides
 
     from attnbench.runner.ray_cluster import RayExecutor
