@@ -35,6 +35,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from attnbench_plugins.attention.rope import rotate_pairs
 from torch import nn
 
 import attnbench
@@ -98,9 +99,7 @@ class Retention(nn.Module):
         if not self.rotary or half == 0:
             return x
         theta = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)[:, None] * self.angle
-        cos, sin = theta.cos().to(x.dtype), theta.sin().to(x.dtype)
-        x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
+        return rotate_pairs(x, theta.cos().to(x.dtype), theta.sin().to(x.dtype))
 
     def forward(
         self,

@@ -21,6 +21,14 @@ from torch import nn
 import attnbench
 
 
+def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[d], x[d + h]) of ``x`` (…, L, D) by the angle whose ``cos``/``sin`` are
+    given per position and pair, each (L, h); dims past 2h are left as they are."""
+    h = cos.shape[-1]
+    x1, x2, rest = x[..., :h], x[..., h : 2 * h], x[..., 2 * h :]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
+
+
 class RotaryAttention(nn.Module):
     """Softmax attention on rotated q and k; cos/sin tables computed on demand and cached by length."""
 
@@ -48,9 +56,7 @@ class RotaryAttention(nn.Module):
     def rotate(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate each pair (x[d], x[d + D/2]) of ``x`` (…, L, D) by its position's angle."""
         cos, sin = self.tables(x.shape[-2], x.device, x.dtype)
-        h = self.half
-        x1, x2, rest = x[..., :h], x[..., h : 2 * h], x[..., 2 * h :]
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
+        return rotate_pairs(x, cos, sin)
 
     def forward(
         self,
