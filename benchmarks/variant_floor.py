@@ -22,7 +22,10 @@ Floors (constants that depend only on L are built once, outside the timed calls)
 * linformer: E k, F v (the module's projections) then SDPA
 * linear: φ = elu+1, φ(q)(φ(k)ᵀv) / φ(q)Σφ(k)
 * performer: the module's random features, exp-logit feature maps, then the linear-attention products
-* nystrom, cosformer: no separate bare-torch formulation was written (their modules are bare torch
+* gqa, mqa: k and v mean-pooled to the module's key/value heads, then SDPA with ``enable_gqa``
+* sigmoid: textbook ``sigmoid(q kᵀ/√D − log L) v``
+* differential: two half-width SDPA calls, the λ-difference, ``F.rms_norm``
+* nystrom, cosformer, lsh, retention, s4d: no separate bare-torch formulation was written (their modules are bare torch
   already); the ratio is left blank.
 
     OMP_NUM_THREADS=1 python benchmarks/variant_floor.py --lengths 1024,4096 --backward-lengths 1024
@@ -43,7 +46,7 @@ from pathlib import Path
 
 VARIANTS = ["sdpa", "sdpa-math", "sdpa-flash", "sdpa-efficient", "softmax", "rope", "alibi", "relative",
             "talking-heads", "additive", "local", "sparse", "linformer", "linear", "performer", "nystrom",
-            "cosformer"]
+            "cosformer", "gqa", "mqa", "sigmoid", "differential", "lsh", "retention", "s4d"]
 
 
 def build_floor(name: str, module, length: int, heads: int):  # noqa: C901 - one branch per variant
@@ -118,6 +121,24 @@ def build_floor(name: str, module, length: int, heads: int):  # noqa: C901 - one
             fk = torch.exp(lk - lk.amax(dim=(-2, -1), keepdim=True).detach())
             return (fq @ (fk.transpose(-2, -1) @ v)) / (fq @ fk.sum(-2)[..., None])
         return perf, "module's features, exp feature maps, linear products"
+    if name in ("gqa", "mqa"):
+        kv = module.num_kv_heads
+
+        def pooled(x):
+            return x.view(x.shape[0], kv, x.shape[1] // kv, *x.shape[2:]).mean(2)
+        return (lambda q, k, v: sdpa(q, pooled(k), pooled(v), enable_gqa=True)), \
+            f"k, v mean-pooled to {kv} head(s) + SDPA enable_gqa"
+    if name == "sigmoid":
+        return (lambda q, k, v: torch.sigmoid(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) - math.log(length)) @ v), \
+            "textbook sigmoid(q kᵀ/√D − log L) v"
+    if name == "differential":
+        lam, lam_init, weight = module.lambda_, module.lambda_init, module.norm.weight
+
+        def diff(q, k, v):
+            (q1, q2), (k1, k2) = q.chunk(2, -1), k.chunk(2, -1)
+            out = sdpa(q1, k1, v) - lam()[:, None, None] * sdpa(q2, k2, v)
+            return F.rms_norm(out, (out.shape[-1],), weight, module.norm.eps) * (1 - lam_init)
+        return diff, "two half-width SDPA calls, λ-difference, F.rms_norm"
     return None, "none written (module is bare torch)"
 
 
@@ -138,7 +159,7 @@ def measure(name: str, length: int, args) -> dict:
     torch.manual_seed(0)
     config = AttentionConfig(num_heads=args.heads, head_dim=args.head_dim, max_len=length)
     module = build_attention(spec, config)
-    floor, how = build_floor(name, module, length, args.heads)
+    floor, how = build_floor(name, getattr(module, "inner", module), length, args.heads)  # past CheckedAttention
     shape = (args.batch, args.heads, length, args.head_dim)
     q, k, v = (torch.randn(shape) for _ in range(3))
     floors = floor if isinstance(floor, dict) else ({"": floor} if floor else {})
