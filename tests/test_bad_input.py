@@ -73,13 +73,6 @@ CASES: dict[str, Callable[[Path], tuple[Path, Path]]] = {
 }
 
 
-#: Damage a loader does not detect yet, kept visible (strict: the test fails once the loader is fixed).
-KNOWN_GAPS = {
-    ("lra-retrieval", "truncated"): "a line cut inside its last field still has 5 fields, and the unterminated "
-    "b'…' literal is taken as text (plugins/tasks/lra_retrieval/data.py read_aan)",
-}
-
-
 def _truncate(path: Path) -> None:
     """Keep the first part of the file, cut inside a line (and, for text, inside a character when it can)."""
     raw = path.read_bytes()
@@ -101,10 +94,7 @@ def test_every_built_in_task_has_a_bad_input_case():
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncated"])
 @pytest.mark.parametrize("task", sorted(CASES))
-def test_a_damaged_file_stops_the_pairing_with_a_one_line_error_naming_it(task, damage, tmp_path, monkeypatch, request):
-    if (task, damage) in KNOWN_GAPS:
-        request.applymarker(pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                                              reason=KNOWN_GAPS[(task, damage)]))
+def test_a_damaged_file_stops_the_pairing_with_a_one_line_error_naming_it(task, damage, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))  # tokenizers trained here stay here
     data_dir, target = CASES[task](tmp_path / "data")
     assert target.is_file(), target

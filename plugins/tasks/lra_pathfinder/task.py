@@ -74,7 +74,10 @@ DESCRIPTION = (
     "settings did not learn within a CPU minute either (sdpa, measured: up to 1,200 steps, lr 1e-3 to 1e-2, "
     "batch 8 or 16, fixed 2-D sinusoidal positions (positions=sincos2d), CLS or mean pooling, contours of 2 or "
     "3 paddles without distractors, 12×12 images, 20,000 training images: training loss stayed at 0.69, "
-    "validation accuracy on 200 images wandered between 38 % and 59 %). --data-dir "
+    "validation accuracy on 200 images wandered between 38 % and 59 %). Nor does a convolutional control "
+    "(benchmarks/pathfinder_cnn_check.py: six 3×3 convolutions, 1,500 steps): it also stays at chance on quick's "
+    "images and on 24×24 ones with contours of 5 paddles, so at this budget the plateau is the task's, not "
+    "attention's. --data-dir "
     "reads LRA's released layout (<level>/metadata/<n>.npy text lines naming imgs/<n>/sample_<k>.png, the label in the 4th "
     "field) for the profile's level; images must be side × side for the profile's length."
 )

@@ -196,6 +196,17 @@ def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}; expected LRA's AAN pairs ({AAN_FIELDS})") from None
 
 
+def _unclosed_literal(text: str) -> bool:
+    """True for a field that starts a ``b'…'`` / ``b"…"`` literal but does not end it (a line cut short)."""
+    text = text.strip()
+    if len(text) < 2 or text[0] != "b" or text[1] not in "'\"":
+        return False
+    if len(text) < 3 or text[-1] != text[1]:
+        return True
+    backslashes = len(text[2:-1]) - len(text[2:-1].rstrip("\\"))
+    return backslashes % 2 == 1  # the closing quote is escaped: the literal goes on
+
+
 def read_aan(path: Path, length: int) -> list[tuple[bytes, bytes, int]]:
     """The pairs of one AAN TSV file, texts cut to ``length`` bytes; :class:`DataError` names the file and line."""
     rows = []
@@ -212,6 +223,11 @@ def read_aan(path: Path, length: int) -> list[tuple[bytes, bytes, int]]:
         if len(fields) != 5:
             raise line_error(path, number, f"{len(fields)} tab-separated field(s)",
                              f"5: {AAN_FIELDS} (LRA's AAN pairs; is the file truncated?)")
+        for column in (3, 4):
+            if _unclosed_literal(fields[column]):
+                raise line_error(path, number, f"field {column + 1} opens a b'…' literal that does not close",
+                                 "each text a whole Python bytes literal, as LRA's release writes them "
+                                 "(is the file truncated?)")
         label = AAN_LABELS.get(fields[0].strip())
         if label is None:
             raise line_error(path, number, f"label {fields[0].strip()[:20]!r}", "0 or 1 (or 0.0 / 1.0) in the first field")
