@@ -53,9 +53,14 @@ class S4D(nn.Module):
         dt = self.log_dt.exp()[:, None]
         a = torch.complex(-self.log_a_real.exp(), self.a_imag)  # (channels, modes)
         dta = dt * a
-        c = torch.view_as_complex(self.c) * (dta.exp() - 1) / a
-        powers = dta[..., None] * torch.arange(length, device=a.device)  # (channels, modes, L)
-        return 2 * torch.einsum("scn,cnl->scl", c, powers.exp()).real
+        c = torch.view_as_complex(self.c) * (dta.exp() - 1) / a  # (2, channels, modes)
+        # Re(c·e^((x+iy)l)) = e^(xl)·(Re c·cos(yl) − Im c·sin(yl)): real exp, cos and sin of
+        # (channels, modes, L) are an order of magnitude cheaper on CPU than one complex exp.
+        steps = torch.arange(length, device=a.device, dtype=dta.real.dtype)
+        decay = torch.exp(dta.real[..., None] * steps)
+        phase = dta.imag[..., None] * steps
+        return 2 * (torch.einsum("scn,cnl->scl", c.real, decay * torch.cos(phase))
+                    - torch.einsum("scn,cnl->scl", c.imag, decay * torch.sin(phase)))
 
     def forward(
         self,
