@@ -22,18 +22,19 @@ import torch
 from attnbench_plugins.tasks.lra_pathfinder import data, task
 from torch import nn
 
+from attnbench.runner.overrides import apply_task_overrides, parse_assignment
+
 
 def main() -> None:
     """Parse flags, draw (or read from the cache) the images, train the CNN, print its curve."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="profile keys to change")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="profile keys to change, parsed as `attnbench run --set` parses them")
     args = parser.parse_args()
-    config = dict(task.PROFILES[args.profile])
-    for item in args.overrides:
-        key, value = item.split("=", 1)
-        config[key] = type(config[key])(value)
+    overrides = [parse_assignment(item, "KEY=VALUE") for item in args.overrides]
+    config = apply_task_overrides(task.NAME, task.PROFILES[args.profile], overrides)  # as `run --set` does
     side = math.isqrt(int(config["length"]))
     start = time.perf_counter()
     splits = data.generated(config, side)
