@@ -105,6 +105,13 @@ class AttentionSpec:
     scores from ``q`` and ``k`` (a state-space or convolution layer, e.g. ``s4d``): it
     takes the same call, so it runs on every task beside the attention variants, and the
     conformance kit then expects gradients for ``v`` and the parameters only.
+
+    ``incremental`` says the built module can decode one position (or one chunk) at a
+    time (DESIGN.md, "Incremental decoding"): it has ``init_state(batch_size, *, device,
+    dtype)``, ``step(q, k, v, state) -> (out, state)`` and ``state_nbytes(state)``, and
+    stepping over consecutive chunks equals ``forward(..., is_causal=True)`` over the whole
+    sequence. ``not_incremental`` is, for a causal variant without such a form, the reason
+    (``"the low-rank projection E spans the whole sequence"``).
     """
 
     name: str
@@ -125,6 +132,8 @@ class AttentionSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     kv_heads: Callable[[AttentionConfig], int] | None = None
     attention_free: bool = False
+    incremental: bool = False
+    not_incremental: str = ""
 
     def capabilities(self) -> dict[str, bool]:
         """The declared capabilities by name (see :data:`CAPABILITIES`)."""
