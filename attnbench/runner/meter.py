@@ -43,6 +43,7 @@ class Meter:
         self._model: nn.Module | None = None
         self._inputs: tuple[Any, ...] = ()
         self.artifacts: dict[str, str] = {}
+        self.recorded: dict[str, float] = {}
 
     @contextmanager
     def train(self) -> Iterator[None]:
@@ -64,13 +65,19 @@ class Meter:
         self._model = model
         self._inputs = inputs
 
+    def record(self, name: str, value: float) -> None:
+        """Record a figure the training loop knows and the harness cannot measure afterwards
+        (``train_steps`` reached under a time budget, ``late_drop_share``); it joins the row's
+        efficiency figures. Several training phases recording one name: the last one wins."""
+        self.recorded[str(name)] = float(value)
+
     def artifact(self, name: str, path: Any) -> None:
         """Record a file the task wrote (e.g. ``"attention_map"`` → a PNG in ``ctx.workdir``)."""
         self.artifacts[str(name)] = str(path)
 
     def figures(self) -> dict[str, float]:
         """The efficiency figures for the result row."""
-        out: dict[str, float] = {"train_s": round(self.train_seconds, 4)}
+        out: dict[str, float] = {"train_s": round(self.train_seconds, 4), **self.recorded}
         if self.train_seconds > 0 and self.train_examples:
             out["train_examples_per_s"] = self.train_examples / self.train_seconds
         if self._model is not None:

@@ -39,7 +39,9 @@ class Pairing:
 
     ``overrides`` replace keys of the task's profile (``--set``, ``--sweep``);
     ``variant_options`` reach the variant's ``AttentionConfig.options``
-    (``--variant-option``). Both are sorted ``(key, value)`` pairs.
+    (``--variant-option``). Both are sorted ``(key, value)`` pairs. ``budget_s``
+    (``--budget``) trains for that many seconds instead of the profile's steps: it enters
+    the resolved configuration as ``time_budget_s``, so such rows hash, and rank, apart.
     """
 
     task: str
@@ -49,6 +51,7 @@ class Pairing:
     data_dir: str | None = None
     overrides: Overrides = ()
     variant_options: Overrides = ()
+    budget_s: float | None = None
 
 
 class Diverged(Exception):
@@ -82,8 +85,12 @@ def profile_config(task: Task, profile: str) -> Mapping[str, Any]:
 
 
 def resolved_config(task: Task, pairing: Pairing) -> dict[str, Any]:
-    """The task's configuration for the pairing: its profile with the ``--set`` overrides applied."""
-    return apply_task_overrides(task.name, profile_config(task, pairing.profile), pairing.overrides)
+    """The task's configuration for the pairing: its profile with the ``--set`` overrides applied
+    (and ``time_budget_s`` under ``--budget``)."""
+    config = apply_task_overrides(task.name, profile_config(task, pairing.profile), pairing.overrides)
+    if pairing.budget_s is not None:
+        config["time_budget_s"] = float(pairing.budget_s)
+    return config
 
 
 def row_config(task: Task, pairing: Pairing) -> dict[str, Any]:
