@@ -18,6 +18,19 @@ from attnbench.errors import AttentionShapeError, PluginError
 from attnbench.specs import AttentionConfig, AttentionSpec
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodingState:
+    """A variant's decoding state as :meth:`CheckedAttention.step` hands it around.
+
+    ``inner`` is what the variant's own ``init_state``/``step`` return; ``batch_size`` and
+    ``position`` (how many positions were stepped so far) let the wrapper check each call.
+    """
+
+    batch_size: int
+    position: int
+    inner: Any
+
+
 class CheckedAttention(nn.Module):
     """A variant's module, with its output checked against the forward contract."""
 
@@ -29,6 +42,7 @@ class CheckedAttention(nn.Module):
                 "pass AttentionConfig(max_len=...)"
             )
         self.spec = spec
+        self.config = config
         self.inner = spec.build(config)
         if not isinstance(self.inner, nn.Module):
             raise PluginError(
@@ -65,6 +79,55 @@ class CheckedAttention(nn.Module):
             return out, weights
         return out
 
+
+    def init_state(self, batch_size: int, *, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> DecodingState:
+        """An empty decoding state for ``batch_size`` sequences (DESIGN.md, "Incremental decoding")."""
+        spec = self.spec
+        if not spec.incremental:
+            why = spec.not_incremental or "its spec does not say incremental=True"
+            raise PluginError(f"attention {spec.name!r} cannot decode incrementally: {why}; "
+                              "recompute the causal forward over the whole prefix instead")
+        if int(batch_size) < 1:
+            raise ValueError(f"init_state: batch_size must be >= 1, got {batch_size}")
+        inner = self.inner.init_state(int(batch_size), device=device, dtype=dtype)
+        return DecodingState(batch_size=int(batch_size), position=0, inner=inner)
+
+    def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             state: DecodingState) -> tuple[torch.Tensor, DecodingState]:
+        """The outputs (B, H, T, D) of the T newest positions, and the state after them.
+
+        Stepping over consecutive chunks equals ``forward(q, k, v, is_causal=True)`` over the
+        whole sequence. q has ``num_heads`` heads, k and v ``num_kv_heads`` (grouped variants).
+        """
+        if not isinstance(state, DecodingState):
+            raise TypeError(f"attention {self.spec.name!r}: step() takes the state from init_state() or the "
+                            f"previous step(), got {type(state).__name__}")
+        heads = self.config.num_heads
+        kv_heads = self.config.num_kv_heads or heads
+        dim = self.config.head_dim
+        want_q = (state.batch_size, heads, "T", dim)
+        want_kv = (state.batch_size, kv_heads, "T", dim)
+        shapes = f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        ok = (q.dim() == k.dim() == v.dim() == 4 and q.shape[0] == k.shape[0] == v.shape[0] == state.batch_size
+              and q.shape[1] == heads and k.shape[1] == v.shape[1] == kv_heads and q.shape[-1] == k.shape[-1] == dim
+              and v.shape[-1] == dim and q.shape[2] == k.shape[2] == v.shape[2] >= 1)
+        if not ok:
+            raise AttentionShapeError(
+                f"attention {self.spec.name!r}: step() expects q {want_q} and k, v {want_kv} (B, H, T, D) with "
+                f"the state's batch of {state.batch_size} and one T >= 1; {shapes}".replace("'T'", "T")
+            )
+        out, inner = self.inner.step(q, k, v, state.inner)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(q.shape):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise AttentionShapeError(f"attention {self.spec.name!r}: step() returned output of shape {got}, "
+                                      f"expected {tuple(q.shape)} (B, H, T, D)")
+        return out, DecodingState(batch_size=state.batch_size, position=state.position + q.shape[2], inner=inner)
+
+    def state_nbytes(self, state: DecodingState) -> int:
+        """Bytes the variant's state holds (a KV cache grows with the context, a window is bounded,
+        a recurrent state is constant)."""
+        return int(self.inner.state_nbytes(state.inner))
 
     def _check_capabilities(self, q, k, attn_mask, is_causal, need_weights) -> None:
         """Refuse a call the spec does not declare it can serve, rather than risk a wrong answer."""
