@@ -114,6 +114,8 @@ def softmax_over_cache(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         mask = bias.to(q.dtype)
         if allowed is not None:
             mask = mask.masked_fill(~allowed, float("-inf"))
+    while mask is not None and mask.dim() < 4:  # torch's CPU SDPA keeps its fused kernel only for a 4-D mask
+        mask = mask.unsqueeze(0)
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=dropout, enable_gqa=enable_gqa)
 
 

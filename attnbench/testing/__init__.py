@@ -57,6 +57,18 @@ class AttentionConformance:
     def test_approximates(self, attention_spec: AttentionSpec) -> None:
         _run(_attention.check_approximates, attention_spec)
 
+    def test_incremental_declared(self, attention_spec: AttentionSpec) -> None:
+        _run(_attention.check_incremental_declared, attention_spec)
+
+    def test_incremental_matches_forward(self, attention_spec: AttentionSpec) -> None:
+        _run(_attention.check_incremental_matches_forward, attention_spec)
+
+    def test_incremental_state_is_per_sequence(self, attention_spec: AttentionSpec) -> None:
+        _run(_attention.check_incremental_state_is_per_sequence, attention_spec)
+
+    def test_incremental_state_growth(self, attention_spec: AttentionSpec) -> None:
+        _run(_attention.check_incremental_state_growth, attention_spec)
+
     def test_compiles(self, attention_spec: AttentionSpec, request: pytest.FixtureRequest) -> None:
         if not request.config.getoption("--attnbench-compile"):
             pytest.skip("torch.compile check is opt-in: pass --attnbench-compile")

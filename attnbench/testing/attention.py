@@ -224,6 +224,117 @@ def check_compiles(spec: AttentionSpec) -> None:
     assert diff < 1e-4, f"{spec.name}: compiled output differs from eager by {diff:.3g}"
 
 
+#: Decoding checks: a sequence of this many positions, stepped in chunks of these sizes.
+DECODE_LEN = 50
+DECODE_CHUNKS = (1, 7)
+
+
+def _decoder(spec: AttentionSpec) -> torch.nn.Module:
+    if not spec.incremental:
+        raise NotApplicable("spec does not declare incremental=True")
+    return _build(spec, causal=True)
+
+
+def _stepped(module: torch.nn.Module, q, k, v, chunk: int) -> torch.Tensor:
+    """Outputs of stepping ``module`` over q, k, v in consecutive chunks of ``chunk`` positions."""
+    state = module.init_state(q.shape[0], device=q.device, dtype=q.dtype)
+    outs = []
+    for start in range(0, q.shape[-2], chunk):
+        part = slice(start, start + chunk)
+        out, state = module.step(q[..., part, :], k[..., part, :], v[..., part, :], state)
+        outs.append(out)
+    return torch.cat(outs, dim=-2)
+
+
+def check_incremental_declared(spec: AttentionSpec) -> None:
+    """A causal variant either decodes incrementally (and has the three methods) or says why not."""
+    if not spec.causal:
+        raise NotApplicable("spec declares causal=False")
+    if spec.incremental:
+        inner = _build(spec, causal=True).inner
+        missing = [m for m in ("init_state", "step", "state_nbytes") if not callable(getattr(inner, m, None))]
+        assert not missing, f"{spec.name}: spec says incremental=True but its module lacks {', '.join(missing)}"
+    else:
+        assert spec.not_incremental.strip(), (
+            f"{spec.name}: a causal variant without an incremental form must say why in not_incremental"
+        )
+
+
+def check_incremental_matches_forward(spec: AttentionSpec) -> None:
+    """Stepping one position at a time, and in prefill chunks of 7, equals the causal forward to 1e-5 (float32)."""
+    module = _decoder(spec)
+    q, k, v = _qkv(spec, lq=DECODE_LEN, lk=DECODE_LEN)
+    with torch.no_grad():
+        want = module(q, k, v, is_causal=True)
+        for chunk in DECODE_CHUNKS:
+            got = _stepped(module, q, k, v, chunk)
+            diff = _max_diff(got, want)
+            assert diff < 1e-5, (
+                f"{spec.name}: stepping in chunks of {chunk} differs from the causal forward by {diff:.3g} (> 1e-5)"
+            )
+
+
+def check_incremental_state_is_per_sequence(spec: AttentionSpec) -> None:
+    """A sequence's outputs do not depend on the other sequences of its batch, nor on earlier states."""
+    module = _decoder(spec)
+    q, k, v = _qkv(spec, lq=DECODE_LEN, lk=DECODE_LEN)
+    q2, k2, v2 = (t.clone() for t in (q, k, v))
+    g = torch.Generator().manual_seed(7)
+    for t in (q2, k2, v2):
+        t[1:] = torch.randn(t[1:].shape, generator=g) * 2
+    with torch.no_grad():
+        first = _stepped(module, q, k, v, 1)
+        other = _stepped(module, q2, k2, v2, 1)
+        again = _stepped(module, q, k, v, 1)
+    diff = _max_diff(first[:1], other[:1])
+    assert diff < 1e-6, f"{spec.name}: changing sequence 1 of the batch changed sequence 0's decoded outputs by {diff:.3g}"
+    diff = _max_diff(first, again)
+    assert diff < 1e-6, f"{spec.name}: a fresh state decodes differently after an earlier decode (by {diff:.3g})"
+
+
+def _growth(complexity: str) -> str:
+    """What a state's size does as the context grows, read from the spec's complexity string."""
+    c = complexity.replace(" ", "")
+    if "L^2" in c or "L²" in c:
+        return "linear"
+    if "w" in c:
+        return "bounded"
+    return "constant"
+
+
+def check_incremental_state_growth(spec: AttentionSpec) -> None:
+    """``state_nbytes`` grows as the complexity says: linearly (a KV cache, O(L^2)), bounded (a window,
+    O(L·w)), or not at all (a recurrent state, O(L) and below)."""
+    module = _decoder(spec)
+    q, k, v = _qkv(spec, lq=256, lk=256)
+    sizes: dict[int, int] = {}
+    with torch.no_grad():
+        state = module.init_state(q.shape[0], device=q.device, dtype=q.dtype)
+        for start in range(0, 256, 16):
+            part = slice(start, start + 16)
+            _, state = module.step(q[..., part, :], k[..., part, :], v[..., part, :], state)
+            sizes[start + 16] = int(module.state_nbytes(state))
+    kind = _growth(spec.complexity)
+    small, mid, large = sizes[16], sizes[128], sizes[256]
+    assert large > 0, f"{spec.name}: state_nbytes is 0 after 256 positions"
+    if kind == "linear":
+        ratio = large / max(mid, 1)
+        assert 1.9 <= ratio <= 2.1, (
+            f"{spec.name}: complexity {spec.complexity} means a cache linear in the context, but state_nbytes went "
+            f"from {mid} at 128 positions to {large} at 256 (x{ratio:.2f}, expected x2)"
+        )
+    elif kind == "bounded":
+        assert large <= mid, (
+            f"{spec.name}: complexity {spec.complexity} means a bounded window, but state_nbytes grew from {mid} "
+            f"at 128 positions to {large} at 256"
+        )
+    else:
+        assert small == mid == large, (
+            f"{spec.name}: complexity {spec.complexity} means a constant recurrent state, but state_nbytes was "
+            f"{small}, {mid}, {large} at 16, 128, 256 positions"
+        )
+
+
 ATTENTION_CHECKS: dict[str, Callable[[AttentionSpec], None]] = {
     "shape_and_dtype": check_shape_and_dtype,
     "gradients": check_gradients,
@@ -233,4 +344,8 @@ ATTENTION_CHECKS: dict[str, Callable[[AttentionSpec], None]] = {
     "weights": check_weights,
     "exact": check_exact,
     "approximates": check_approximates,
+    "incremental_declared": check_incremental_declared,
+    "incremental_matches_forward": check_incremental_matches_forward,
+    "incremental_state_is_per_sequence": check_incremental_state_is_per_sequence,
+    "incremental_state_growth": check_incremental_state_growth,
 }

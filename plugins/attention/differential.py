@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, softmax_over_cache
 from attnbench.nn.masks import dense_mask
 
 
@@ -87,6 +88,25 @@ class DifferentialAttention(nn.Module):
         out = a1 - self.lambda_().to(q.dtype)[:, None, None] * a2
         return self.norm(out) * (1.0 - self.lambda_init)
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """Both maps of the newest chunk over the cached keys (halves of each cached key), then λ, RMSNorm."""
+        keys, values = state.append(k, v)
+        dropout = self.dropout if self.training else 0.0
+        q1, q2 = q.chunk(2, dim=-1)
+        k1, k2 = keys.chunk(2, dim=-1)
+        a1 = softmax_over_cache(q1, k1, values, dropout=dropout)
+        a2 = softmax_over_cache(q2, k2, values, dropout=dropout)
+        out = a1 - self.lambda_().to(q.dtype)[:, None, None] * a2
+        return self.norm(out) * (1.0 - self.lambda_init), state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -104,4 +124,5 @@ def register_attention(register):
         tolerance=None,
         citation="Ye et al. 2024, Differential Transformer (arXiv:2410.05258)",
         options={"lambda_init": 0.2},
+        incremental=True,
     ))

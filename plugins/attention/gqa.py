@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, softmax_over_cache
 from attnbench.nn.masks import dense_mask
 
 
@@ -131,6 +132,21 @@ class GroupedQueryAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal, enable_gqa=True
         )
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache of the key/value heads only (H_kv/H of multi-head attention's cache)."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached key/value heads: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """The newest chunk over every cached key; k, v arrive with (and are cached at) ``num_kv_heads`` heads."""
+        k, v = self._grouped(k, v, q.shape[1])
+        keys, values = state.append(k, v)
+        dropout = self.dropout if self.training else 0.0
+        return softmax_over_cache(q, keys, values, dropout=dropout, enable_gqa=True), state
+
 
 def _mqa(config: attnbench.AttentionConfig) -> GroupedQueryAttention:
     return GroupedQueryAttention(config, kv_heads=mqa_kv_heads)
@@ -150,6 +166,7 @@ def register_attention(register):
         citation=citation_gqa,
         options={"kv_heads": 0},
         kv_heads=gqa_kv_heads,
+        incremental=True,
     ))
     register(attnbench.AttentionSpec(
         name="mqa",
@@ -161,4 +178,5 @@ def register_attention(register):
         weights=True,
         citation="Shazeer 2019, Fast Transformer Decoding: One Write-Head is All You Need (arXiv:1911.02150)",
         kv_heads=mqa_kv_heads,
+        incremental=True,
     ))

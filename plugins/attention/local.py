@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import RingBuffer
 from attnbench.nn.masks import key_padding
 
 
@@ -114,6 +115,33 @@ class LocalAttention(nn.Module):
             out = out + weights[..., i * block : (i + 1) * block] @ vb[..., i : i + nblocks, :, :]
         return out.flatten(-3, -2)[..., :length, :]
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """A ring buffer of the ``window`` most recent keys and values: memory bounded by the window."""
+        return RingBuffer.empty(batch_size, self.window, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the keys and values in the window (at most ``window`` positions)."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """Each new query attends the ``window`` most recent keys, itself included.
+
+        A long chunk (a prefill) goes through in pieces of at most ``max(window, 64)`` positions,
+        so a piece's scores are (piece, window + piece): a prefill costs O(T·w), not O(T²).
+        """
+        outs = []
+        piece = max(self.window, 64)
+        for start in range(0, q.shape[-2], piece):
+            part = slice(start, start + piece)
+            keys, values, positions = state.attend_keys(k[..., part, :], v[..., part, :])
+            qpos = torch.arange(state.seen, state.seen + q[..., part, :].shape[-2], device=q.device)[:, None]
+            allowed = (positions >= 0) & (positions <= qpos) & (positions > qpos - self.window)
+            scores = (q[..., part, :] @ keys.transpose(-2, -1)) * q.shape[-1] ** -0.5
+            weights = self.dropout(masked_softmax(scores, allowed, empty_rows=False))
+            outs.append(weights @ values)
+            state.append(k[..., part, :], v[..., part, :])
+        return torch.cat(outs, dim=-2), state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -132,4 +160,5 @@ def register_attention(register):
         tolerance_options={"window": 10_000},
         citation="Beltagy et al. 2020, Longformer (arXiv:2004.05150); Parmar et al. 2018, Image Transformer",
         options={"window": 64},
+        incremental=True,
     ))

@@ -19,6 +19,7 @@ from attnbench_plugins.attention.alibi import biased_attention
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, softmax_over_cache
 
 
 def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -70,6 +71,23 @@ class RotaryAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         return biased_attention(self.rotate(q), self.rotate(k), v, None, attn_mask, is_causal, dropout, need_weights)
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache; keys are cached already rotated."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """Rotate the newest chunk by its absolute positions (the cache's length on), then attend the cache."""
+        start, t = state.length, q.shape[-2]
+        cos, sin = self.tables(start + t, q.device, q.dtype)
+        cos, sin = cos[start:], sin[start:]
+        keys, values = state.append(rotate_pairs(k, cos, sin), v)
+        dropout = self.dropout if self.training else 0.0
+        return softmax_over_cache(rotate_pairs(q, cos, sin), keys, values, dropout=dropout), state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -83,4 +101,5 @@ def register_attention(register):
         weights=True,
         citation="Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding",
         options={"rope_base": 10000.0},
+        incremental=True,
     ))

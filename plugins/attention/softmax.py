@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
 from attnbench.nn.masks import dense_mask
 
 
@@ -30,6 +31,23 @@ class SoftmaxAttention(nn.Module):
         out = self.dropout(weights) @ v
         return (out, weights) if need_weights else out
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """The written-out softmax of the newest chunk over every cached key."""
+        keys, values = state.append(k, v)
+        scores = (q @ keys.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        mask = chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return self.dropout(torch.softmax(scores, dim=-1)) @ values, state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -42,4 +60,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Vaswani et al. 2017, Attention Is All You Need",
+        incremental=True,
     ))

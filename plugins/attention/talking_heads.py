@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
 from attnbench.nn.masks import dense_mask
 
 
@@ -56,6 +57,29 @@ class TalkingHeadsAttention(nn.Module):
         out = self.dropout(weights) @ v
         return (out, weights) if need_weights else out
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """The newest chunk's mixed logits and weights over every cached key, masked as forward masks them."""
+        keys, values = state.append(k, v)
+        scores = (q @ keys.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        mask = chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, 0.0)
+        scores = torch.einsum("bhqk,hg->bgqk", scores, self.pre_softmax.to(scores.dtype))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.einsum("bhqk,hg->bgqk", torch.softmax(scores, dim=-1), self.post_softmax.to(scores.dtype))
+        if mask is not None:
+            weights = weights.masked_fill(~mask, 0.0)
+        return self.dropout(weights) @ values, state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -68,4 +92,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Shazeer et al. 2020, Talking-Heads Attention (arXiv:2003.02436)",
+        incremental=True,
     ))
