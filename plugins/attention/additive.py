@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
 from attnbench.nn.masks import dense_mask
 
 
@@ -94,6 +95,23 @@ class AdditiveAttention(nn.Module):
         out = self.dropout(weights) @ v
         return (out, weights) if need_weights else out
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """The newest chunk's MLP scores against every cached key, then the softmax."""
+        keys, values = state.append(k, v)
+        scores = self.scores(q, keys)
+        mask = chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return self.dropout(torch.softmax(scores, dim=-1)) @ values, state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -107,4 +125,5 @@ def register_attention(register):
         weights=True,
         citation="Bahdanau et al. 2015, Neural Machine Translation by Jointly Learning to Align and Translate",
         options={"additive_dim": None, "additive_chunk_elements": 2**22},
+        incremental=True,
     ))

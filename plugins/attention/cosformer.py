@@ -114,6 +114,8 @@ def register_attention(register):
         arbitrary_mask=False,
         cross=True,
         weights=False,
+        not_incremental="the re-weighting cos(π/2·(i−j)/M) divides by M, the whole sequence's length, which a "
+        "decoder does not know while it decodes",
         citation="Qin et al. 2022, cosFormer: Rethinking Softmax in Attention (ICLR)",
         options={"chunk_size": 64},
     ))

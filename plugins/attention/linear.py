@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import RecurrentState
 from attnbench.nn.masks import key_padding
 
 #: The paper's guard against an all-zero normaliser (every key masked).
@@ -75,6 +76,7 @@ class LinearAttention(nn.Module):
         self.chunk = int(config.option("chunk", 64))
         if self.chunk < 1:
             raise ValueError(f"linear attention: chunk must be >= 1, got {self.chunk}")
+        self.num_heads, self.head_dim = config.num_heads, config.head_dim
 
     def forward(
         self,
@@ -100,6 +102,35 @@ class LinearAttention(nn.Module):
         z = fk.sum(dim=-2)[..., None]  # (B, H, D, 1)
         return (fq @ kv) / (fq @ z + EPS)
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """The recurrent state: Σ φ(k_j) v_jᵀ (B, H, D, D) and Σ φ(k_j) (B, H, D, 1), both zero."""
+        h, d = self.num_heads, self.head_dim
+        return RecurrentState(tensors={
+            "kv": torch.zeros(batch_size, h, d, d, device=device, dtype=dtype),
+            "z": torch.zeros(batch_size, h, d, 1, device=device, dtype=dtype),
+        })
+
+    def state_nbytes(self, state):
+        """Bytes of the two sums: constant in the context."""
+        return state["kv"].numel() * state["kv"].element_size() + state["z"].numel() * state["z"].element_size()
+
+    def step(self, q, k, v, state):
+        """The chunked causal form with the sums carried in: per piece of ``chunk`` positions, the
+        earlier sums plus the piece's own lower-triangular block, as :func:`causal_linear`."""
+        fq, fk = F.elu(q) + 1, F.elu(k) + 1
+        kv, z = state["kv"], state["z"]
+        outs = []
+        for start in range(0, q.shape[-2], self.chunk):
+            part = slice(start, start + self.chunk)
+            fq_c, fk_c, v_c = fq[..., part, :], fk[..., part, :], v[..., part, :]
+            intra = (fq_c @ fk_c.transpose(-2, -1)).tril()
+            num = fq_c @ kv + intra @ v_c
+            den = fq_c @ z + intra.sum(dim=-1, keepdim=True)
+            outs.append(num / (den + EPS))
+            kv = kv + fk_c.transpose(-2, -1) @ v_c
+            z = z + fk_c.sum(dim=-2)[..., None]
+        return torch.cat(outs, dim=-2), RecurrentState(tensors={"kv": kv, "z": z}, position=state.position + q.shape[-2])
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -116,4 +147,5 @@ def register_attention(register):
         tolerance=None,  # a different similarity, not an approximation of softmax
         citation="Katharopoulos et al. 2020, Transformers are RNNs (ICML)",
         options={"chunk": 64},
+        incremental=True,
     ))

@@ -23,6 +23,7 @@ from attnbench_plugins.attention.linear import align_for_causal
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import RecurrentState
 from attnbench.nn.masks import key_padding
 
 
@@ -49,6 +50,7 @@ class PerformerAttention(nn.Module):
             raise ValueError(f"performer: num_features and chunk must be >= 1, got {num_features}, {self.chunk}")
         # A buffer, not a parameter: drawn once (seeded), saved in the state dict, not trained.
         self.register_buffer("features", orthogonal_features(num_features, config.head_dim))
+        self.num_heads, self.head_dim = config.num_heads, config.head_dim
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """``Wx − |x|²/2`` for x = input · D^-1/4, so that φ(q)·φ(k) estimates exp(q·k/√D)."""
@@ -120,6 +122,41 @@ class PerformerAttention(nn.Module):
             ref = new_ref
         return torch.cat(outs, dim=-2)[..., :lq, :]
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """The scan's state: Σ φ(k_j) v_jᵀ (B, H, m, D), Σ φ(k_j) (B, H, m, 1), and the running key max."""
+        m, h, d = self.features.shape[0], self.num_heads, self.head_dim
+        return RecurrentState(tensors={
+            "state": torch.zeros(batch_size, h, m, d, device=device, dtype=dtype),
+            "norm": torch.zeros(batch_size, h, m, 1, device=device, dtype=dtype),
+            "ref": torch.full((batch_size, h, 1, 1), torch.finfo(dtype).min, device=device, dtype=dtype),
+        })
+
+    def state_nbytes(self, state):
+        """Bytes of the running sums and max: constant in the context."""
+        return sum(t.numel() * t.element_size() for t in state.tensors.values())
+
+    def step(self, q, k, v, state):
+        """The causal scan with its state carried in: pieces of ``chunk`` positions, as ``_causal``."""
+        s, norm, ref = state["state"], state["norm"], state["ref"]
+        tiny = torch.finfo(q.dtype).tiny
+        outs = []
+        for start in range(0, q.shape[-2], self.chunk):
+            part = slice(start, start + self.chunk)
+            fq = self._query_features(q[..., part, :])
+            k_logits = self._logits(k[..., part, :])
+            new_ref = torch.maximum(ref, k_logits.amax(dim=(-2, -1), keepdim=True)).detach()
+            fk = torch.exp(k_logits - new_ref)
+            decay = torch.exp(ref - new_ref)
+            s, norm = s * decay, norm * decay
+            intra = (fq @ fk.transpose(-2, -1)).tril()
+            v_c = v[..., part, :]
+            outs.append((fq @ s + intra @ v_c) / (fq @ norm + intra.sum(dim=-1, keepdim=True)).clamp_min(tiny))
+            s = s + fk.transpose(-2, -1) @ v_c
+            norm = norm + fk.sum(dim=-2)[..., None]
+            ref = new_ref
+        tensors = {"state": s, "norm": norm, "ref": ref}
+        return torch.cat(outs, dim=-2), RecurrentState(tensors=tensors, position=state.position + q.shape[-2])
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -140,4 +177,5 @@ def register_attention(register):
         tolerance_options={"num_features": 8192},
         citation="Choromanski et al. 2021, Rethinking Attention with Performers (ICLR)",
         options={"num_features": 256, "chunk": 128},
+        incremental=True,
     ))

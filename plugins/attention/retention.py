@@ -39,6 +39,7 @@ from attnbench_plugins.attention.rope import rotate_pairs
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import RecurrentState
 from attnbench.nn.masks import key_padding
 
 
@@ -133,10 +134,51 @@ class Retention(nn.Module):
             # γ^|n−m| = the causal sum + the same sum run backwards − the m = n term counted twice.
             back = causal_retention(q.flip(-2), k.flip(-2), v.flip(-2), self.log_gamma, self.chunk).flip(-2)
             out = out + back - (q * k).sum(-1, keepdim=True) * v
+        return self._group_norm(out)
+
+    def _group_norm(self, out: torch.Tensor) -> torch.Tensor:
+        """GroupNorm over each head's D channels, position by position, with the learned affine."""
         mean = out.mean(-1, keepdim=True)
         var = out.var(-1, unbiased=False, keepdim=True)
         out = (out - mean) * torch.rsqrt(var + self.eps)
         return out * self.norm_weight[:, None, :] + self.norm_bias[:, None, :]
+
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """The recurrent state S = Σ_m γ^(n−m) k_mᵀ v_m, (B, H, D, D), zero; positions for Θ come with it."""
+        h, d = self.norm_weight.shape
+        return RecurrentState(tensors={"s": torch.zeros(batch_size, h, d, d, device=device, dtype=dtype)})
+
+    def state_nbytes(self, state):
+        """Bytes of S: constant in the context."""
+        return state["s"].numel() * state["s"].element_size()
+
+    def step(self, q, k, v, state):
+        """The chunkwise form with S carried in: ``o_n = (q_n ⊙ γ^(i+1)) S + Σ_{m≤n in the piece} γ^(n−m)
+        (q_n·k_m) v_m`` per piece of ``chunk`` positions, then ``S ← γ^C S + Σ γ^(C−1−j) k_jᵀ v_j``."""
+        start_pos, t = state.position, q.shape[-2]
+        if self.rotary and self.angle.shape[0]:
+            positions = torch.arange(start_pos, start_pos + t, device=q.device, dtype=torch.float32)
+            theta = positions[:, None] * self.angle
+            cos, sin = theta.cos().to(q.dtype), theta.sin().to(q.dtype)
+            q, k = rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
+        q = q * q.shape[-1] ** -0.5
+        lg = self.log_gamma.to(q.dtype)[:, None]  # (H, 1)
+        s = state["s"]
+        outs = []
+        for start in range(0, t, self.chunk):
+            part = slice(start, start + self.chunk)
+            qc, kc, vc = q[..., part, :], k[..., part, :], v[..., part, :]
+            c = qc.shape[-2]
+            pos = torch.arange(c, device=q.device, dtype=q.dtype)
+            rel = pos[:, None] - pos[None, :]
+            inner_decay = torch.exp((rel * lg[..., None]).clamp(max=0)) * (rel >= 0)  # (H, C, C)
+            inner = ((qc @ kc.transpose(-2, -1)) * inner_decay) @ vc
+            cross = (qc * torch.exp((pos + 1) * lg)[:, :, None]) @ s
+            outs.append(inner + cross)
+            k_decay = torch.exp((c - 1 - pos) * lg)[:, :, None]
+            s = s * torch.exp(c * lg)[..., None] + (kc * k_decay).transpose(-2, -1) @ vc
+        out = self._group_norm(torch.cat(outs, dim=-2))
+        return out, RecurrentState(tensors={"s": s}, position=start_pos + t)
 
 
 @attnbench.hookimpl
@@ -154,4 +196,5 @@ def register_attention(register):
         tolerance=None,  # a different operator (decayed, unnormalised), not an approximation of softmax
         citation="Sun et al. 2023, Retentive Network (arXiv:2307.08621); bidirectional: Fan et al. 2024, RMT",
         options={"chunk": 64, "rotary": True},
+        incremental=True,
     ))

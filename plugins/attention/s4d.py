@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import RecurrentState
 from attnbench.nn.masks import key_padding
 
 
@@ -94,6 +95,51 @@ class S4D(nn.Module):
         y = y + self.d[:, None] * u
         return y.to(v.dtype).reshape(b, h, d, length).transpose(-2, -1)
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """The SSM's hidden state x (B, channels, N/2) per complex mode, zero; complex64 whatever ``dtype``."""
+        modes = self.a_imag.shape[1]
+        return RecurrentState(tensors={
+            "x": torch.zeros(batch_size, self.channels, modes, device=device, dtype=torch.complex64),
+        })
+
+    def state_nbytes(self, state):
+        """Bytes of the hidden state: constant in the context."""
+        return state["x"].numel() * state["x"].element_size()
+
+    #: Positions per piece of a long chunk: a piece's (channels, modes, piece) powers stay small.
+    STEP_PIECE = 128
+
+    def step(self, q, k, v, state):
+        """The look-back SSM as a recurrence: ``x_l = e^(ΔA) x_(l−1) + u_l``, ``y_l = 2·Re(C̄·x_l) + D·u_l``
+        with ``C̄ = C (e^(ΔA) − 1)/A``, which unrolls to the forward's causal kernel K. A chunk goes in
+        pieces: the earlier state decayed into each position, plus the piece's own kernel K as a
+        (piece × piece) Toeplitz product."""
+        b, h, t, d = v.shape
+        u = v.transpose(-2, -1).reshape(b, h * d, t).float()  # (B, channels, T)
+        dta = self.log_dt.exp()[:, None] * torch.complex(-self.log_a_real.exp(), self.a_imag)  # (channels, modes)
+        a = torch.complex(-self.log_a_real.exp(), self.a_imag)
+        c_bar = torch.view_as_complex(self.c[0].contiguous()) * (dta.exp() - 1) / a
+        x = state["x"]
+        ys = []
+        for start in range(0, t, self.STEP_PIECE):
+            piece = u[..., start : start + self.STEP_PIECE]
+            n = piece.shape[-1]
+            steps = torch.arange(n + 1, device=u.device, dtype=torch.float32)
+            powers = torch.exp(dta[..., None] * steps.to(dta.dtype))  # (channels, modes, n+1): e^(ΔA·l)
+            # Earlier state decayed to each position: 2·Re Σ_n C̄ e^(ΔA(t+1)) x.
+            from_state = 2 * torch.einsum("cn,bcn,cnt->bct", c_bar, x, powers[..., 1:]).real
+            kernel = self.kernels(n)[0]  # (channels, n): K_l for l = 0 … n−1
+            lag = torch.arange(n, device=u.device)
+            lags = lag[:, None] - lag[None, :]  # t − m
+            toeplitz = torch.where(lags >= 0, kernel[:, lags.clamp(min=0)], kernel.new_zeros(()))  # (channels, t, m)
+            y = from_state + torch.einsum("ctm,bcm->bct", toeplitz, piece) + self.d[:, None] * piece
+            ys.append(y)
+            # x after the piece: e^(ΔA n) x + Σ_m e^(ΔA(n−1−m)) u_m.
+            x = powers[..., n] * x + torch.einsum("cnm,bcm->bcn", powers[..., :n].flip(-1), piece.to(powers.dtype))
+        y = torch.cat(ys, dim=-1)
+        out = y.to(v.dtype).reshape(b, h, d, t).transpose(-2, -1)
+        return out, RecurrentState(tensors={"x": x}, position=state.position + t)
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -111,4 +157,5 @@ def register_attention(register):
         attention_free=True,
         citation="Gu et al. 2022, On the Parameterization and Initialization of Diagonal SSMs (S4D, NeurIPS)",
         options={"state_size": 64},
+        incremental=True,
     ))

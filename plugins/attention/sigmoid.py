@@ -78,4 +78,6 @@ def register_attention(register):
         citation="Ramapuram et al. 2024, Theory, Analysis, and Best Practices for Sigmoid Self-Attention "
         "(arXiv:2409.04431)",
         options={"bias": None},
+        not_incremental="its default bias −log(Lk) takes Lk from the whole sequence, so every past output "
+        "changes as the sequence grows",
     ))

@@ -169,6 +169,8 @@ def register_attention(register):
         # beyond rounding would mean a block is missed or counted twice.
         tolerance=1e-5,
         tolerance_options={"block": 8, "random": 4},
+        not_incremental="its random blocks are drawn per sequence length, so a position's keys depend on how "
+        "long the whole sequence will be",
         citation="Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences (NeurIPS)",
         options={"block": 32, "window": 3, "globals": 1, "random": 2},
     ))
