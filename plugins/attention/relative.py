@@ -25,6 +25,7 @@ from attnbench_plugins.attention.alibi import offset_biased_attention, offset_po
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, softmax_over_cache
 
 
 def relative_position_bucket(
@@ -87,6 +88,25 @@ class RelativeBiasAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         return offset_biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """The newest chunk (positions ``length … length+T-1``) over every cached key, plus the bucket bias."""
+        keys, values = state.append(k, v)
+        t, total = q.shape[-2], keys.shape[-2]
+        device = self.embedding.weight.device
+        offset = torch.arange(total, device=device)[None, :] - torch.arange(total - t, total, device=device)[:, None]
+        buckets = relative_position_bucket(offset, self.bidirectional, self.num_buckets, self.max_distance)
+        bias = self.embedding(buckets).permute(2, 0, 1)  # (H, T, total)
+        dropout = self.dropout if self.training else 0.0
+        return softmax_over_cache(q, keys, values, bias=bias, dropout=dropout), state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -99,5 +119,6 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Raffel et al. 2020, T5 (JMLR); Shaw et al. 2018, Relative Position Representations",
+        incremental=True,
         options={"num_buckets": 32, "max_distance": 128},
     ))
