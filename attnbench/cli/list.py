@@ -25,12 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def attention_rows(loaded: plugins.Plugins) -> tuple[list[str], list[list[object]]]:
-    header = ["name", "complexity", "exact", *CAPABILITIES, "needs_max_len", "options", "summary", "plugin"]
+    header = ["name", "complexity", "exact", *CAPABILITIES, "incremental", "needs_max_len", "options", "summary",
+              "plugin"]
     rows = []
     for spec in loaded.attention:
         caps = spec.capabilities()
         options = ", ".join(f"{k}={v}" for k, v in spec.options.items())
-        rows.append([spec.name, spec.complexity, spec.exact, *(caps[c] for c in CAPABILITIES), spec.needs_max_len,
+        rows.append([spec.name, spec.complexity, spec.exact, *(caps[c] for c in CAPABILITIES), spec.incremental,
+                     spec.needs_max_len,
                      options, spec.summary, loaded.attention.source(spec.name)])
     return header, rows
 
