@@ -50,14 +50,19 @@ def test_environments_are_never_mixed_in_one_ranking():
 
 
 def test_overall_matrix_normalizes_per_task_respecting_direction():
-    rows = [_row(task="t", variant="a", value=0.9), _row(task="t", variant="b", value=0.5),
-            _row(task="u", variant="a", metrics={"loss": 2.0}), _row(task="u", variant="b", metrics={"loss": 1.0})]
-    (matrix,) = overall_matrix(task_tables(rows, METRICS))
-    # a is best on t, b is best on u (lower loss): both average 0.5 and rank 1.5
-    assert matrix.normalized == {"a": 0.5, "b": 0.5}
-    assert matrix.mean_rank == {"a": 1.5, "b": 1.5}
+    metric = {"t": Metric(name="accuracy", baseline="majority"),
+              "u": Metric(name="loss", higher_is_better=False, baseline="copy")}
+    rows = [_row(task="t", variant="sdpa", metrics={"accuracy": 0.9, "majority": 0.5}),
+            _row(task="t", variant="b", metrics={"accuracy": 0.7, "majority": 0.5}),
+            _row(task="u", variant="sdpa", metrics={"loss": 1.0, "copy": 3.0}),
+            _row(task="u", variant="b", metrics={"loss": 2.0, "copy": 3.0})]
+    (matrix,) = overall_matrix(task_tables(rows, metric))
+    # t: (0.7 − 0.5) / (0.9 − 0.5); u (lower is better): (2 − 3) / (1 − 3): both 0.5 for b
+    assert matrix.normalized == pytest.approx({"sdpa": 1.0, "b": 0.5})
+    assert matrix.mean_rank == {"sdpa": 1.0, "b": 2.0} and matrix.excluded == {}
     header, body = matrix_rows(matrix)
-    assert header[-3:] == ["normalized score ↑", "mean rank ↓", "tasks"] and len(body) == 2
+    assert header[2:4] == ["t (accuracy ↑)", "u (loss ↓)"]  # each column names its metric and direction
+    assert header[-4:] == ["normalized score ↑", "mean rank ↓", "tasks", "fairness flags"] and len(body) == 2
 
 
 def test_variants_within_the_seed_spread_share_a_rank():
@@ -67,7 +72,7 @@ def test_variants_within_the_seed_spread_share_a_rank():
     (table,) = task_tables(rows, METRICS)
     assert table.ranks() == {"a": 1, "b": 1, "c": 3}
     header, body = task_rows(table)
-    assert body[0][header.index("accuracy ↑")].startswith("0.82 ± 0.028")
+    assert body[0][header.index("accuracy ↑")] == "0.82 ± 0.25"  # t(0.975, 1) · 0.028 / √2: two seeds say little
 
 
 def test_normalized_score_puts_the_baseline_at_0_and_sdpa_at_1_and_counts_missing_cells():
@@ -78,12 +83,15 @@ def test_normalized_score_puts_the_baseline_at_0_and_sdpa_at_1_and_counts_missin
             _row(task="u", variant="sdpa", metrics={"loss": 1.0}), _row(task="u", variant="weak", metrics={"loss": 3.0}),
             _row(task="u", variant="none", metrics={"loss": 2.0})]
     (matrix,) = overall_matrix(task_tables(rows, metric))
-    # t: (0.4 − 0.2) / (0.6 − 0.2) = 0.5 for weak; u has no baseline: min-max, lower is better.
-    assert matrix.normalized == pytest.approx({"sdpa": 1.0, "weak": 0.25, "none": 0.5})
+    # t: (0.4 − 0.2) / (0.6 − 0.2) = 0.5 for weak; u has no baseline: left out, no min–max fallback.
+    assert matrix.normalized == pytest.approx({"sdpa": 1.0, "weak": 0.5})
+    assert matrix.excluded == {"u": "the task reports no baseline score"}
     assert matrix.covered == {"sdpa": 2, "weak": 2, "none": 1}
     assert matrix.cells["none"]["t"] == "unsupported"
     header, body = matrix_rows(matrix)
-    assert header[-1] == "tasks" and {r[0]: r[-1] for r in body} == {"sdpa": "2/2", "weak": "2/2", "none": "1/2"}
+    tasks = header.index("tasks")
+    assert {r[1]: (r[0], r[tasks]) for r in body} == {"sdpa": ("complete", "2/2"), "weak": ("complete", "2/2"),
+                                                       "none": ("partial", "1/2")}
 
 
 def test_cost_ratios_fairness_and_pareto_front():
@@ -126,7 +134,7 @@ def test_every_number_in_a_task_table_comes_from_a_stored_row():
     (table,) = task_tables(rows, METRICS)
     header, body = task_rows(table)
     line = dict(zip(header, body[0], strict=True))
-    assert line["accuracy ↑"] == "0.62 ± 0.014" and line["f1"] == "0.51 ± 0.014" and line["seeds"] == "2"
+    assert line["accuracy ↑"] == "0.62 ± 0.13" and line["f1"] == "0.51 ± 0.13" and line["seeds"] == "2"
     assert line["params"] == "1k" and line["train s"] == "2"
 
 
