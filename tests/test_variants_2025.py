@@ -1,0 +1,235 @@
+"""The variants of issue 21 against their reference implementations, and their own forms against each other.
+
+References: flash-linear-attention's pure-PyTorch ``fla/ops/*/naive.py`` (the ``[references]``
+extra, ``fla-core``; the tests load only those CPU modules and skip with the reason when the
+package is absent), and, where the reference lives in another repository, its math written
+out here from the paper, cited at the test. Each recurrent variant's chunked training form is
+also checked against its step-by-step recurrence, and ``step`` over consecutive chunks against
+the whole causal forward (the incremental-decoding contract of DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnbench import AttentionConfig, plugins
+from attnbench.nn.chunked_scan import (
+    chunked_delta_rule,
+    chunked_gated_linear,
+    recurrent_delta_rule,
+    recurrent_gated_linear,
+)
+
+B, H, L, D = 2, 2, 40, 8
+REFERENCE_TOL = 1e-4
+FORMS_TOL = 1e-5
+
+
+def fla_naive(op: str):
+    """``fla.ops.<op>.naive``: flash-linear-attention's CPU reference, or a skip saying why."""
+    pytest.importorskip("fla", reason="flash-linear-attention (fla-core) is not installed: pip install -e '.[references]'")
+    return importlib.import_module(f"fla.ops.{op}.naive")
+
+
+def spec(name: str):
+    return plugins.load().attention.get(name)
+
+
+def build(name: str, heads: int = H, dim: int = D, causal: bool = True, **options):
+    torch.manual_seed(0)
+    config = AttentionConfig(num_heads=heads, head_dim=dim, max_len=256, causal=causal, options=options)
+    return spec(name).build(config).eval()
+
+
+def qkv(length: int = L, heads: int = H, dim: int = D, seed: int = 1, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(B, heads, length, dim, generator=g, dtype=dtype) for _ in range(3))
+
+
+def bthd(*xs):
+    """(B, H, T, …) → fla's (B, T, H, …)."""
+    return [x.transpose(1, 2) for x in xs]
+
+
+def max_diff(a, b) -> float:
+    return (a - b).abs().max().item()
+
+
+# -- the chunked scans against their recurrences ----------------------------------------------
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("chunk", [1, 7, 16])
+def test_chunked_gated_linear_equals_its_recurrence(per_channel, chunk):
+    q, k, v = qkv(dtype=torch.float64)
+    g = F.logsigmoid(torch.randn(B, H, L, D if per_channel else 1, dtype=torch.float64) * 3)
+    s0 = torch.randn(B, H, D, D, dtype=torch.float64)
+    out, state = chunked_gated_linear(q, k, v, g, chunk=chunk, initial_state=s0)
+    ref, ref_state = recurrent_gated_linear(q, k, v, g, initial_state=s0)
+    assert max_diff(out, ref) < 1e-10 and max_diff(state, ref_state) < 1e-10
+
+
+@pytest.mark.parametrize("gated", [True, False])
+@pytest.mark.parametrize("chunk", [1, 8, 32])
+def test_chunked_delta_rule_equals_its_recurrence(gated, chunk):
+    q, k, v = qkv(dtype=torch.float64)
+    k = F.normalize(k, dim=-1)
+    beta = torch.rand(B, H, L, dtype=torch.float64)
+    g = F.logsigmoid(torch.randn(B, H, L, dtype=torch.float64)) if gated else None
+    s0 = torch.randn(B, H, D, D, dtype=torch.float64)
+    out, state = chunked_delta_rule(q, k, v, beta, g, chunk=chunk, initial_state=s0)
+    ref, ref_state = recurrent_delta_rule(q, k, v, beta, g, initial_state=s0)
+    assert max_diff(out, ref) < 1e-10 and max_diff(state, ref_state) < 1e-10
+
+
+def test_strong_decay_does_not_overflow():
+    """Decays are formed as differences of cumulative log-gates: e^{-1000·C} underflows to 0, never inf."""
+    q, k, v = qkv()
+    g = torch.full((B, H, L, D), -1000.0)
+    out, _ = chunked_gated_linear(q, k, v, g, chunk=16)
+    assert torch.isfinite(out).all()
+    assert max_diff(out, (q * k).sum(-1, keepdim=True) * v) < 1e-4  # only the own write survives
+
+
+# -- each variant against flash-linear-attention's reference -----------------------------------
+
+def test_gla_matches_fla_naive_recurrent_gla():
+    naive = fla_naive("gla")
+    module = build("gla")
+    q, k, v = qkv()
+    g = module.log_decay(k).detach()
+    out, _ = chunked_gated_linear(q * D ** -0.5, k, v, g, chunk=16)
+    ref, _ = naive.naive_recurrent_gla(*bthd(q, k, v, g))
+    assert max_diff(out, ref.transpose(1, 2)) < REFERENCE_TOL
+
+
+def test_deltanet_matches_fla_delta_rule():
+    naive = fla_naive("delta_rule")
+    module = build("deltanet", chunk=8)
+    q, k, v = qkv()
+    beta = module.write_strength(k).detach()
+    qn, kn = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    out, _ = chunked_delta_rule(qn * D ** -0.5, kn, v, beta, chunk=8)
+    ref, _ = naive.delta_rule_recurrence(qn, kn, v, beta)
+    assert max_diff(out, ref) < REFERENCE_TOL
+    chunk_ref, _ = naive.delta_rule_chunkwise(qn, kn, v, beta, chunk_size=8)
+    assert max_diff(out, chunk_ref) < REFERENCE_TOL
+
+
+def test_gated_deltanet_matches_fla_gated_delta_rule():
+    naive = fla_naive("gated_delta_rule")
+    module = build("gated-deltanet")
+    q, k, v = qkv()
+    beta, g = module.write_strength(k).detach(), module.log_decay(k).detach()
+    assert (g < 0).all()
+    qn, kn = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    out, _ = chunked_delta_rule(qn * D ** -0.5, kn, v, beta, g, chunk=32)
+    ref, _ = naive.naive_recurrent_gated_delta_rule(*bthd(qn, kn, v, beta, g))
+    assert max_diff(out, ref.transpose(1, 2)) < REFERENCE_TOL
+    chunk_ref, _ = naive.naive_chunk_gated_delta_rule(*bthd(qn, kn, v, g, beta), chunk_size=16)
+    assert max_diff(out, chunk_ref.transpose(1, 2)) < REFERENCE_TOL
+
+
+def ssd_minimal(x, dt_a, b, c):
+    """Mamba-2's ``ssd_minimal_discrete`` (state-spaces/mamba, ``mamba_ssm/modules/ssd_minimal.py``),
+    one chunk, written out: ``y = (L ∘ C Bᵀ) x`` with ``L_ij = exp(segsum(ΔA))_ij`` (Dao & Gu 2024, eq. 16).
+
+    x (B, H, T, P) already scaled by Δ; dt_a (B, H, T); b, c (B, H, T, N).
+    """
+    t = dt_a.shape[-1]
+    cum = dt_a.cumsum(-1)
+    segsum = (cum[..., :, None] - cum[..., None, :]).masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf"))
+    return ((c @ b.transpose(-2, -1)) * segsum.exp()) @ x
+
+
+def test_mamba2_matches_ssd_minimal_and_fla_simple_gla():
+    naive = fla_naive("simple_gla")
+    module = build("mamba2")
+    q, k, v = qkv()
+    _, kdt, _, g = (t.detach() for t in module.prepare(q, k, v, None))
+    out, _ = chunked_gated_linear(q, kdt, v, g, chunk=16)
+    dt = module.step_size(k).detach()
+    ref = ssd_minimal(v * dt[..., None], g[..., 0], k, q)
+    assert max_diff(out, ref) < REFERENCE_TOL
+    fla_out, _ = naive.naive_recurrent_simple_gla(*bthd(q, kdt, v, g[..., 0]), scale=1.0)
+    assert max_diff(out, fla_out.transpose(1, 2)) < REFERENCE_TOL
+
+
+# -- the module's forms agree: chunked forward, recurrence, incremental steps ------------------
+
+RECURRENT = ["gla", "deltanet", "gated-deltanet", "mamba2"]
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_causal_forward_equals_the_recurrence(name):
+    module = build(name).double()
+    q, k, v = qkv(dtype=torch.float64)
+    with torch.no_grad():
+        assert max_diff(module(q, k, v, is_causal=True), module.reference(q, k, v)) < FORMS_TOL
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_bidirectional_form_is_both_scans(name):
+    """Non-causal: the first output depends on the last key, as a right-to-left scan makes it."""
+    module = build(name)
+    q, k, v = qkv()
+    with torch.no_grad():
+        before = module(q, k, v)
+        k2 = k.clone()
+        k2[..., -1, :] += 3
+        assert max_diff(before[..., 0, :], module(q, k2, v)[..., 0, :]) > 1e-4
+
+
+def step_through(module, q, k, v, sizes):
+    """Decode ``q, k, v`` chunk by chunk with ``step``; return the outputs and the states' sizes."""
+    state = module.init_state(q.shape[0], device=q.device, dtype=q.dtype)
+    outs, nbytes, start = [], [], 0
+    for size in sizes:
+        out, state = module.step(*(t[..., start:start + size, :] for t in (q, k, v)), state)
+        outs.append(out)
+        nbytes.append(module.state_nbytes(state))
+        start += size
+    assert start == q.shape[-2]
+    return torch.cat(outs, dim=-2), nbytes
+
+
+INCREMENTAL = RECURRENT
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", INCREMENTAL)
+def test_step_equals_causal_forward(name, dtype):
+    assert spec(name).incremental
+    module = build(name).to(dtype)
+    q, k, v = qkv(dtype=dtype)
+    with torch.no_grad():
+        whole = module(q, k, v, is_causal=True)
+        stepped, nbytes = step_through(module, q, k, v, [1, 1, 5, 17, 1, L - 25])
+    assert max_diff(whole, stepped) < (FORMS_TOL if dtype == torch.float64 else 1e-4)
+    if name in RECURRENT:
+        assert len(set(nbytes)) == 1, f"{name}: a recurrent state should not grow ({nbytes})"
+
+
+def test_padding_is_a_no_op_position():
+    """A padded position neither decays nor writes the state: the causal outputs before and after it
+    equal those of the sequence without it."""
+    module = build("gated-deltanet")
+    q, k, v = qkv()
+    mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
+    mask[..., 10] = False
+    with torch.no_grad():
+        padded = module(q, k, v, attn_mask=mask, is_causal=True)
+        keep = [i for i in range(L) if i != 10]
+        dropped = module(q[..., keep, :], k[..., keep, :], v[..., keep, :], is_causal=True)
+    assert max_diff(padded[..., keep, :], dropped) < 1e-5
+
+
+def test_cross_attention_is_refused_with_the_reason():
+    module = build("gla")
+    q, _, _ = qkv(length=10)
+    _, k, v = qkv(length=12)
+    with pytest.raises(ValueError, match="self-attention only"):
+        module(q, k, v)
