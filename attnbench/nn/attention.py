@@ -203,6 +203,46 @@ class MultiheadAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.attention = build_attention(attention, config)
 
+    def init_state(self, batch_size: int, *, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> DecodingState:
+        """An empty decoding state for causal self-attention over ``batch_size`` sequences."""
+        if not self.causal:
+            raise PluginError("MultiheadAttention.init_state: only causal self-attention decodes step by step; "
+                              "build the layer with causal=True")
+        return self.attention.init_state(batch_size, device=device, dtype=dtype)
+
+    def step(self, x: torch.Tensor, state: DecodingState) -> tuple[torch.Tensor, DecodingState]:
+        """Causal self-attention output (B, T, E) of the T newest positions ``x`` (B, T, E), given the
+        state of the earlier ones; equals the rows of ``forward`` over the whole sequence."""
+        q = self._heads(self.q_proj(x))
+        k = self._heads(self.k_proj(x), self.num_kv_heads)
+        v = self._heads(self.v_proj(x), self.num_kv_heads)
+        out, state = self.attention.step(q, k, v, state)
+        b, _, t, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)), state
+
+    def project_memory(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, H_kv, Lk, D) of a cross-attention's ``context``, to reuse at every decoding step."""
+        return self._heads(self.k_proj(context), self.num_kv_heads), self._heads(self.v_proj(context), self.num_kv_heads)
+
+    def attend_memory(self, x: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor], position: int, *,
+                      key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-attention (B, T, E) of the queries ``x`` (B, T, E) at positions ``position …`` to keys and
+        values from :meth:`project_memory`.
+
+        A variant that is not ``exact`` may depend on a query's index (rope, alibi, relative
+        rotate or bias by position), so the queries are placed at their own positions behind
+        ``position`` zero queries; the zero rows are dropped. Queries of a cross-attention do not
+        interact in any built-in variant, so the kept rows equal those of the full forward.
+        """
+        q = self._heads(self.q_proj(x))
+        if position and not self.spec.exact:
+            q = torch.cat((q.new_zeros(*q.shape[:2], position, q.shape[-1]), q), dim=-2)
+        mask = None if key_padding_mask is None else key_padding_mask.to(torch.bool)[:, None, None, :]
+        out = self.attention(q, memory[0], memory[1], attn_mask=mask)[..., -x.shape[1]:, :]
+        b, _, t, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+
     def _heads(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
         b, length, _ = x.shape
         return x.view(b, length, heads or self.num_heads, self.head_dim).transpose(1, 2)

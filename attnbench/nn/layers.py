@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from attnbench.nn.attention import MultiheadAttention
+from attnbench.nn.attention import DecodingState, MultiheadAttention
 from attnbench.specs import AttentionSpec
 
 
@@ -90,6 +91,29 @@ class DecoderLayer(nn.Module):
         return x + self.dropout(self.ff(self.norm3(x)))
 
 
+    def step(self, x: torch.Tensor, state: DecodingState, memory: tuple[torch.Tensor, torch.Tensor], position: int,
+             memory_padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodingState]:
+        """The layer's output (B, T, E) for the T newest target positions, given the self-attention's
+        decoding ``state`` and the cross-attention's projected ``memory``."""
+        h, state = self.self_attn.step(self.norm1(x), state)
+        x = x + self.dropout(h)
+        h = self.cross_attn.attend_memory(self.norm2(x), memory, position, key_padding_mask=memory_padding_mask)
+        x = x + self.dropout(h)
+        return x + self.dropout(self.ff(self.norm3(x))), state
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderState:
+    """What :meth:`Decoder.step` carries: each layer's self-attention state and projected memory,
+    the memory's padding mask and the number of target positions decoded so far. Every tensor
+    has the batch first, so ``attnbench.nn.kv_cache.select_batch`` keeps or reorders sequences."""
+
+    layers: tuple[DecodingState, ...]
+    memory: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    memory_padding_mask: torch.Tensor | None
+    position: int = 0
+
+
 class Encoder(nn.Module):
     """A stack of :class:`EncoderLayer` with a final LayerNorm."""
 
@@ -123,3 +147,27 @@ class Decoder(nn.Module):
         for layer in self.layers:
             x = layer(x, memory, key_padding_mask=key_padding_mask, memory_padding_mask=memory_padding_mask)
         return self.norm(x)
+
+    @property
+    def incremental(self) -> bool:
+        """Whether the self-attention variant decodes step by step (its spec says ``incremental``)."""
+        return all(layer.self_attn.spec.incremental for layer in self.layers)
+
+    def init_state(self, memory: torch.Tensor, memory_padding_mask: torch.Tensor | None = None) -> DecoderState:
+        """The state before the first target position, for the encoder output ``memory`` (B, Ls, E)."""
+        batch = memory.shape[0]
+        return DecoderState(
+            layers=tuple(layer.self_attn.init_state(batch, device=memory.device, dtype=memory.dtype)
+                         for layer in self.layers),
+            memory=tuple(layer.cross_attn.project_memory(memory) for layer in self.layers),
+            memory_padding_mask=memory_padding_mask,
+        )
+
+    def step(self, x: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """The decoder's output (B, T, E) for the T newest target embeddings ``x``; equals the last T rows
+        of ``forward`` over the whole target prefix (without target padding)."""
+        layers = []
+        for layer, layer_state, memory in zip(self.layers, state.layers, state.memory, strict=True):
+            x, layer_state = layer.step(x, layer_state, memory, state.position, state.memory_padding_mask)
+            layers.append(layer_state)
+        return self.norm(x), dataclasses.replace(state, layers=tuple(layers), position=state.position + x.shape[1])

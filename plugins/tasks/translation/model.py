@@ -5,10 +5,13 @@ padding as a key-padding mask), the decoder's causal self-attention and its
 cross-attention to the encoder's output. Source and target share one subword vocabulary,
 so one embedding table serves both sides and the output projection (tied weights).
 
-Decoding re-runs the decoder over the whole prefix at each step (a variant is a black
-box, so there is no key/value cache to reuse). That stays cheap because sentences are
-decoded in batches of similar source length, finished rows leave the batch (greedy), and
-each batch stops as soon as every row has produced ``</s>``.
+Decoding steps the decoder one token at a time when the variant decodes incrementally (its
+spec says ``incremental``: a KV cache or a recurrent state, DESIGN.md "Incremental decoding"),
+with the cross-attention's keys and values projected once per sentence; otherwise it re-runs
+the decoder over the whole prefix at each step. Both give the same tokens (the stepped
+outputs equal the full forward's to float tolerance; ``cache=False`` forces re-running). It
+stays cheap because sentences are decoded in batches of similar source length, finished rows
+leave the batch (greedy), and each batch stops as soon as every row has produced ``</s>``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import torch
 from torch import nn
 
 from attnbench.nn import Decoder, Encoder
+from attnbench.nn.kv_cache import select_batch
+from attnbench.nn.layers import DecoderState
 from attnbench.specs import AttentionSpec
 
 from .data import BOS, EOS, PAD
@@ -48,8 +53,8 @@ class Seq2SeqTransformer(nn.Module):
         with torch.no_grad():
             self.embedding.weight[PAD].zero_()
 
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
+    def embed(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         return self.dropout(self.embedding(tokens) * math.sqrt(self.dim) + self.position(positions))
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
@@ -62,6 +67,15 @@ class Seq2SeqTransformer(nn.Module):
         h = self.decoder(self.embed(tgt_in), memory, key_padding_mask=tgt_mask, memory_padding_mask=src_mask)
         return h @ self.embedding.weight.T
 
+    def start_decoding(self, memory: torch.Tensor, src_mask: torch.Tensor) -> DecoderState:
+        """The decoder's state before the first target token (see :meth:`decode_step`)."""
+        return self.decoder.init_state(memory, src_mask)
+
+    def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """Next-token logits (B, T, V) of the T newest target ``tokens`` (B, T), and the state after them."""
+        h, state = self.decoder.step(self.embed(tokens, state.position), state)
+        return h @ self.embedding.weight.T, state
+
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor,
                 tgt_mask: torch.Tensor) -> torch.Tensor:
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask, tgt_mask)
@@ -72,16 +86,40 @@ def _length_limit(model: Seq2SeqTransformer, src_mask: torch.Tensor, extra: int)
     return min(model.max_len, 2 * int(src_mask.sum(1).max()) + extra)
 
 
+class _NextLogits:
+    """The last position's logits for a growing prefix: stepped with the decoder's state when the
+    variant is incremental (and ``cache``), else by re-running the decoder over the whole prefix."""
+
+    def __init__(self, model: Seq2SeqTransformer, memory: torch.Tensor, src_mask: torch.Tensor, cache: bool) -> None:
+        self.model, self.memory, self.src_mask = model, memory, src_mask
+        self.state = model.start_decoding(memory, src_mask) if cache and model.decoder.incremental else None
+
+    def __call__(self, seqs: torch.Tensor) -> torch.Tensor:
+        if self.state is None:
+            return self.model.decode(seqs, self.memory, self.src_mask)[:, -1]
+        logits, self.state = self.model.decode_step(seqs[:, self.state.position:], self.state)
+        return logits[:, -1]
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep (or reorder) the sequences ``index`` of the batch."""
+        if self.state is None:
+            self.memory, self.src_mask = self.memory[index], self.src_mask[index]
+        else:
+            self.state = select_batch(self.state, index)
+
+
 @torch.no_grad()
-def greedy(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor, extra: int = 10) -> list[list[int]]:
+def greedy(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor, extra: int = 10,
+           cache: bool = True) -> list[list[int]]:
     """The most likely next token at every step, for a batch; each row ends at its ``</s>``."""
     memory = model.encode(src, src_mask)
     n = src.shape[0]
     out = torch.full((n, 1), BOS, dtype=torch.long, device=src.device)
     active = torch.arange(n, device=src.device)
     finished: list[list[int]] = [[] for _ in range(n)]
+    next_logits = _NextLogits(model, memory, src_mask, cache)
     for _ in range(_length_limit(model, src_mask, extra)):
-        logits = model.decode(out, memory, src_mask)[:, -1]
+        logits = next_logits(out)
         token = logits.argmax(-1)
         out = torch.cat([out, token[:, None]], dim=1)
         done = token == EOS
@@ -90,7 +128,8 @@ def greedy(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor,
         if bool(done.all()):
             break
         keep = ~done
-        active, out, memory, src_mask = active[keep], out[keep], memory[keep], src_mask[keep]
+        active, out = active[keep], out[keep]
+        next_logits.select(keep.nonzero().view(-1))
     else:
         for row, ids in zip(active.tolist(), out[:, 1:].tolist(), strict=True):
             finished[row] = ids
@@ -99,7 +138,7 @@ def greedy(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor,
 
 @torch.no_grad()
 def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Tensor, beam: int,
-                length_penalty: float = 1.0, extra: int = 10) -> list[list[int]]:
+                length_penalty: float = 1.0, extra: int = 10, cache: bool = True) -> list[list[int]]:
     """Beam search for a batch; hypotheses are ranked by log-probability / length**``length_penalty``.
 
     A hypothesis that produced ``</s>`` keeps its slot in the beam (extended by padding at no
@@ -119,15 +158,17 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Te
     active = torch.arange(n, device=device)
     results: list[list[int]] = [[] for _ in range(n)]
     limit = _length_limit(model, src_mask, extra)
+    next_logits = _NextLogits(model, memory, mask, cache)
     for step in range(limit):
         m = active.shape[0]
-        logp = model.decode(seqs, memory, mask)[:, -1].float().log_softmax(-1)
+        logp = next_logits(seqs).float().log_softmax(-1)
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
         top, index = (scores.view(-1, 1) + logp).view(m, beam * vocab).topk(beam, dim=1)
         origin = (torch.arange(m, device=device)[:, None] * beam + index // vocab).view(-1)
         token = (index % vocab).view(-1)
         seqs = torch.cat([seqs[origin], token[:, None]], dim=1)
+        next_logits.select(origin)
         lengths = lengths[origin] + (~finished[origin]).float()
         finished = finished[origin] | (token == EOS)
         scores = top
@@ -150,5 +191,6 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, src_mask: torch.Te
             break
         slots = keep.repeat_interleave(beam)
         active, scores = active[keep], scores[keep]
-        seqs, memory, mask, finished, lengths = seqs[slots], memory[slots], mask[slots], finished[slots], lengths[slots]
+        seqs, finished, lengths = seqs[slots], finished[slots], lengths[slots]
+        next_logits.select(slots.nonzero().view(-1))
     return results
