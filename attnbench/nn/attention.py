@@ -30,6 +30,12 @@ class DecodingState:
     position: int
     inner: Any
 
+    def select_batch(self, index: torch.Tensor) -> DecodingState:
+        """This state for the sequences ``index`` only (see ``attnbench.nn.kv_cache.select_batch``)."""
+        from attnbench.nn.kv_cache import select_batch
+
+        return dataclasses.replace(self, batch_size=int(index.numel()), inner=select_batch(self.inner, index))
+
 
 class CheckedAttention(nn.Module):
     """A variant's module, with its output checked against the forward contract."""

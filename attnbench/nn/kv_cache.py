@@ -63,10 +63,13 @@ def select_batch(state: Any, index: torch.Tensor) -> Any:
     """``state`` with only the sequences ``index`` (a 1-D long or bool tensor over the batch), in that order.
 
     Returns a new state; the old one is left as it was. Works on any state whose tensors all
-    have the batch as their first dimension (the rule of this module).
+    have the batch as their first dimension (the rule of this module); an object with its own
+    ``select_batch(index)`` method (one that also records its batch size) is asked to do it.
     """
     if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
         index = index.nonzero().view(-1)
+    if not isinstance(state, type) and callable(getattr(state, "select_batch", None)):
+        return state.select_batch(index)
     if isinstance(state, torch.Tensor):
         return state.index_select(0, index.to(state.device))
     if isinstance(state, KVCache):
