@@ -1,0 +1,19 @@
+"""MQAR: multi-query associative recall, Zoology's recall probe, with length extrapolation.
+
+``data`` holds the generator, ``task`` the profiles and the run (shared with the other
+probes through :mod:`attnbench.training.probes`).
+"""
+
+from __future__ import annotations
+
+import attnbench
+
+from .task import TASK, MqarTask
+
+__all__ = ["TASK", "MqarTask", "register_tasks"]
+
+
+@attnbench.hookimpl
+def register_tasks(register):
+    """Register the MQAR task."""
+    register(TASK)
