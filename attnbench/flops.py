@@ -10,6 +10,8 @@ its CUDA kernels (two batched matrix products) before returning a counter.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
@@ -32,3 +34,37 @@ def flop_counter() -> FlopCounterMode:
     """A silent FlopCounterMode that also knows the CPU flash-attention kernel."""
     _register_missing_formulas()
     return FlopCounterMode(display=False)
+
+
+def active_flop_counter() -> FlopCounterMode | None:
+    """The FlopCounterMode counting the current call, if any (None while torch.compile traces).
+
+    For modules whose op the counter cannot dispatch — FlexAttention's higher-order op raises
+    ``TypeError: no implementation found`` under it — so they can run it in
+    :func:`outside_flop_counter` and add its FLOPs with :func:`add_flops`.
+    """
+    if torch.compiler.is_compiling():
+        return None
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    for mode in reversed(_get_current_dispatch_mode_stack()):
+        counter = getattr(mode, "counter", None)
+        if isinstance(counter, FlopCounterMode):
+            return counter
+    return None
+
+
+@contextmanager
+def outside_flop_counter() -> Iterator[None]:
+    """Run the block with the dispatch modes (the FLOP counter's among them) set aside."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():
+        yield
+
+
+def add_flops(counter: FlopCounterMode, key: object, flops: int) -> None:
+    """Count ``flops`` under ``key`` as the counter counts an op: globally and for each enclosing module."""
+    parents = getattr(getattr(counter, "mod_tracker", None), "parents", None) or {"Global"}
+    for parent in set(parents):
+        counter.flop_counts[parent][key] += int(flops)
