@@ -196,7 +196,7 @@ def step_through(module, q, k, v, sizes):
     return torch.cat(outs, dim=-2), nbytes
 
 
-INCREMENTAL = RECURRENT
+INCREMENTAL = [*RECURRENT, "sinks", "forgetting"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -233,3 +233,70 @@ def test_cross_attention_is_refused_with_the_reason():
     _, k, v = qkv(length=12)
     with pytest.raises(ValueError, match="self-attention only"):
         module(q, k, v)
+
+
+# -- softmax-family variants ------------------------------------------------------------------
+
+def sink_reference(q, k, v, window, sinks, sink_logit, causal, keep=None):
+    """Dense sliding window + sink tokens + sink logit, written out from StreamingLLM (Xiao et al.
+    2024, §3.2: the first tokens stay in the cache beside the window) and gpt-oss's sink logits
+    (FlashAttention's ``naive_attn_with_sink``: a logit column appended before the softmax, dropped after)."""
+    n = q.shape[-2]
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    window_ok = (j <= i) & (j > i - window) if causal else (j - i).abs() <= window // 2
+    allowed = window_ok | ((j < sinks) & ((j <= i) if causal else True))
+    if keep is not None:
+        allowed = allowed & keep[:, None, None, :]
+    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
+    column = sink_logit.view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
+    weights = torch.softmax(torch.cat([scores, column], dim=-1), dim=-1)[..., :-1]
+    return weights @ v
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("window,sinks", [(5, 3), (8, 0), (1, 2), (100, 4)])
+def test_sinks_match_the_dense_reference(causal, window, sinks):
+    module = build("sinks", window=window, sinks=sinks)
+    with torch.no_grad():
+        module.sink_logit.copy_(torch.tensor([0.5, -1.0]))
+    q, k, v = qkv()
+    keep = torch.ones(B, L, dtype=torch.bool)
+    keep[0, -6:] = False
+    keep[1, 1] = False
+    with torch.no_grad():
+        out = module(q, k, v, attn_mask=keep[:, None, None, :], is_causal=causal)
+    ref = sink_reference(q, k, v, window, sinks, module.sink_logit.detach(), causal, keep)
+    assert max_diff(out, ref) < REFERENCE_TOL
+
+
+def test_sinks_step_with_a_small_window():
+    module = build("sinks", window=5, sinks=3)
+    q, k, v = qkv()
+    with torch.no_grad():
+        whole = module(q, k, v, is_causal=True)
+        stepped, nbytes = step_through(module, q, k, v, [1, 2, 1, 9, 1, L - 14])
+    assert max_diff(whole, stepped) < FORMS_TOL
+    assert nbytes[-1] == nbytes[-2], "the window's state should stop growing"
+
+
+def test_forgetting_matches_fla_naive_forgetting_attn():
+    naive = fla_naive("forgetting_attn")
+    module = build("forgetting")
+    q, k, v = qkv()
+    with torch.no_grad():
+        out = module(q, k, v, is_causal=True)
+        g = module.log_forget(k)
+    ref = naive.naive_forgetting_attn(*bthd(q, k, v, g))
+    assert max_diff(out, ref.transpose(1, 2)) < REFERENCE_TOL
+
+
+def test_forgetting_without_forgetting_is_causal_softmax():
+    from attnbench.testing.attention import softmax_reference
+
+    module = build("forgetting")
+    with torch.no_grad():
+        module.forget_proj.bias.fill_(50.0)  # σ(50) = 1: nothing is forgotten
+        module.forget_proj.down.zero_()
+    q, k, v = qkv()
+    with torch.no_grad():
+        assert max_diff(module(q, k, v, is_causal=True), softmax_reference(q, k, v, causal=True)) < 1e-5
