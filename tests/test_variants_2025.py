@@ -196,7 +196,7 @@ def step_through(module, q, k, v, sizes):
     return torch.cat(outs, dim=-2), nbytes
 
 
-INCREMENTAL = [*RECURRENT, "sinks", "forgetting"]
+INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -300,3 +300,47 @@ def test_forgetting_without_forgetting_is_causal_softmax():
     q, k, v = qkv()
     with torch.no_grad():
         assert max_diff(module(q, k, v, is_causal=True), softmax_reference(q, k, v, causal=True)) < 1e-5
+
+
+def softpick_reference(q, k, v, causal):
+    """The authors' ``naive_softpick_attn`` (zaydzuhri/softpick-attention, ``naive_softpick_attn.py``;
+    Zuhri et al. 2025, eq. 2), written out: ``ReLU(e^{x−m} − e^{−m}) / (Σ_finite |e^{x−m} − e^{−m}| + 1e-8)``."""
+    x = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if causal:
+        x = x.masked_fill(~torch.ones(x.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
+    m = x.amax(-1, keepdim=True)
+    e = torch.exp(x - m) - torch.exp(-m)
+    return (torch.relu(e) / (torch.where(x.isfinite(), e.abs(), 0).sum(-1, keepdim=True) + 1e-8)) @ v
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_softpick_matches_the_authors_naive_form(causal):
+    module = build("softpick")
+    q, k, v = qkv()
+    q = q * 2  # wide scores: some rows then have keys with negative scores (weight 0) and large ones
+    with torch.no_grad():
+        out, weights = module(q, k, v, is_causal=causal, need_weights=True)
+    assert max_diff(out, softpick_reference(q, k, v, causal)) < REFERENCE_TOL
+    assert (weights >= 0).all() and (weights.sum(-1) <= 1 + 1e-6).all()
+    assert (weights == 0).any(), "non-positive scores should get exactly zero weight"
+
+
+@pytest.mark.parametrize("attend_current", [True, False])
+def test_stickbreaking_matches_fla_naive_stickbreaking_attn(attend_current):
+    naive = fla_naive("stickbreaking_attn")
+    module = build("stickbreaking", attend_current=attend_current)
+    q, k, v = qkv()
+    with torch.no_grad():
+        out = module(q, k, v, is_causal=True)
+    ref, _ = naive.naive_stickbreaking_attn(*bthd(q, k, v), attend_current=attend_current)
+    assert max_diff(out, ref.transpose(1, 2)) < REFERENCE_TOL
+
+
+def test_stickbreaking_non_causal_is_the_mean_of_both_sticks():
+    module = build("stickbreaking")
+    q, k, v = qkv()
+    with torch.no_grad():
+        both = module(q, k, v)
+        left = module(q, k, v, is_causal=True)
+        right = module(q.flip(-2), k.flip(-2), v.flip(-2), is_causal=True).flip(-2)
+    assert max_diff(both, (left + right) / 2) < 1e-5
