@@ -64,6 +64,8 @@ def biased_attention(
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal)
     # SDPA adds a float attn_mask to the scaled logits: exactly a bias, with -inf where masked.
     float_mask = bias
+    while float_mask.dim() < 4:  # 4-D keeps CPU SDPA on its fused kernel (see offset_biased_attention)
+        float_mask = float_mask.unsqueeze(0)
     mask = dense_mask(attn_mask, is_causal, lq, lk, q.device)
     if mask is not None:
         float_mask = float_mask.masked_fill(~mask, float("-inf"))
@@ -116,7 +118,11 @@ def offset_biased_attention(
     if is_causal:  # keys after the query (offset > 0) may not be attended: -inf on those offsets
         future = offset_positions(lq, lk, q.device) > 0
         offset_bias = offset_bias.masked_fill(future, float("-inf"))
+    # 4-D on purpose: torch's CPU SDPA takes its fused kernel only for a 4-D mask (a 3-D one sends it to
+    # the unfused math path, which builds the scores and scans the mask: 3-4x slower, O(H·L²) memory).
     float_mask = _hankel(offset_bias, lq, lk)
+    while float_mask.dim() < 4:
+        float_mask = float_mask.unsqueeze(0)  # a view: still no (H, Lq, Lk) tensor
     if attn_mask is not None:  # one dense float mask, like SDPA with a float bias and a bool mask
         float_mask = float_mask.masked_fill(~attn_mask.to(torch.bool).flip(-1), float("-inf"))
     return F.scaled_dot_product_attention(q, k.flip(-2), v.flip(-2), attn_mask=float_mask, dropout_p=dropout)
