@@ -1,18 +1,20 @@
 """lsh and retention against their papers' formulas, through the registered specs.
 
-LSH (Reformer): with the paper's multi-round formula (scores lowered by log N_ij, rounds combined
-by log-sum-exp) the output is exactly softmax attention over the union of each query's candidate
-sets, so a dense softmax restricted to candidates rebuilt here from the hash buckets is the
+LSH (Reformer): rounds combined by log-sum-exp (without duplicate correction, Reformer's
+default) give exactly ``softmax(q·k/√D + log N_ij)`` over the pairs that met (N_ij > 0 rounds),
+so a dense softmax with the meeting counts rebuilt here item by item from the hash buckets is the
 reference. Retention (RetNet): the parallel form ``(Q Kᵀ ⊙ D) V`` and the recurrent form
 ``S_n = γ S_{n−1} + k_nᵀ v_n, o_n = q_n S_n`` must both equal the chunkwise computation.
 """
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
-from attnbench_plugins.attention.lsh import lsh_buckets
+from attnbench_plugins.attention.lsh import lsh_buckets, lsh_dense_reference
 from attnbench_plugins.attention.retention import retention_decays
 
 from attnbench import AttentionConfig, plugins
@@ -35,61 +37,86 @@ def qkv(lq: int, lk: int | None = None, heads: int = 2, dim: int = 8, seed: int 
 
 # --- LSH ---------------------------------------------------------------------------------------
 
-def lsh_candidates(module, q, k, keep, causal: bool) -> torch.Tensor:
-    """(B, H, Lq, Lk) bool: key j is in query i's window in some round, rebuilt item by item.
+def lsh_meetings(module, q, k, keep, causal: bool) -> torch.Tensor:
+    """(B, H, Lq, Lk) counts N_ij: the rounds in which key j is in query i's window, rebuilt item by item.
 
-    Per round: bucket every normalised query and key; within a bucket order the items by
-    (position, key before query); an item's chunk is its rank in the bucket // (2·bucket_size);
-    query i sees key j of its bucket whose chunk is i's or the one before.
+    Per round: bucket every normalised query and key; rank the queries of a bucket by position, and
+    its keys likewise; c = bucket_size, h = max(1, c // 2) queries and ceil(h·Lk/Lq) keys per
+    sub-chunk, w = ceil(2c / h) (one sub-chunk of all Lq queries and all Lk keys when c >= Lq);
+    query i sees key j of its bucket when j's sub-chunk lies among the w ending at i's, and the
+    bucket has a query sub-chunk at j's index.
     """
     inner = module.inner
     b, h, lq, _ = q.shape
     lk = k.shape[-2]
-    n = lq + lk
-    chunk = min(2 * inner.bucket_size, n)
-    nb = inner.n_buckets(n)
+    c = inner.bucket_size
+    per_q = max(1, c // 2) if c < lq else lq
+    per_k, w = (math.ceil(per_q * lk / lq), math.ceil(2 * c / per_q)) if c < lq else (lk, 1)
+    nb = inner.n_buckets(lq + lk)
     if nb == 1:
-        buckets = torch.zeros(b, h, inner.n_hashes, n, dtype=torch.long)
+        qb = kb = torch.zeros(b, h, inner.n_hashes, lq + lk, dtype=torch.long)
     else:
-        buckets = lsh_buckets(torch.cat([q, k], -2), inner.rotations(nb, q.device))
-    seen = torch.zeros(b, h, lq, lk, dtype=torch.bool)
+        qb = lsh_buckets(q, inner.rotations(nb, q.device))
+        kb = lsh_buckets(k, inner.rotations(nb, q.device))
+    met = torch.zeros(b, h, lq, lk)
     for bi in range(b):
         for hi in range(h):
             for r in range(inner.n_hashes):
-                bq, bk = buckets[bi, hi, r, :lq].tolist(), buckets[bi, hi, r, lq:].tolist()
-                items = [(bq[i], i, 1, i) for i in range(lq)]
-                items += [(bk[j], j, 0, j) for j in range(lk) if keep[bi, j]]
-                rank: dict[tuple[int, int], int] = {}
-                per_bucket: dict[int, int] = {}
-                for bucket, _pos, is_query, idx in sorted(items):
-                    rank[(is_query, idx)] = per_bucket.get(bucket, 0)
-                    per_bucket[bucket] = rank[(is_query, idx)] + 1
+                bq, bk = qb[bi, hi, r].tolist(), kb[bi, hi, r].tolist()
+                q_rank, k_rank, q_count, k_count = {}, {}, {}, {}
                 for i in range(lq):
-                    for j in range(lk):
-                        if not keep[bi, j] or bq[i] != bk[j] or (causal and j > i):
+                    q_rank[i] = q_count.get(bq[i], 0)
+                    q_count[bq[i]] = q_rank[i] + 1
+                for j in range(lk):
+                    if keep[bi, j]:
+                        k_rank[j] = k_count.get(bk[j], 0)
+                        k_count[bk[j]] = k_rank[j] + 1
+                for i in range(lq):
+                    for j in k_rank:
+                        if bq[i] != bk[j] or (causal and j > i):
                             continue
-                        behind = rank[(1, i)] // chunk - rank[(0, j)] // chunk
-                        seen[bi, hi, i, j] |= behind in (0, 1)
-    return seen
+                        chunks = math.ceil(q_count[bq[i]] / per_q)
+                        behind = q_rank[i] // per_q - k_rank[j] // per_k
+                        met[bi, hi, i, j] += k_rank[j] // per_k < chunks and 0 <= behind < w
+    return met
 
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n_hashes", [1, 3])
-def test_lsh_is_softmax_over_the_union_of_its_hash_rounds(causal, n_hashes):
+def test_lsh_is_softmax_over_its_hash_rounds_meetings(causal, n_hashes):
     q, k, v = qkv(40)
     keep = torch.ones(2, 40, dtype=torch.bool)
     keep[1, 33:] = False
     keep[0, 5] = False
     module = build("lsh", n_hashes=n_hashes, bucket_size=4)
     out = module(q, k, v, attn_mask=keep[:, None, None, :], is_causal=causal)
-    seen = lsh_candidates(module, q, k, keep, causal)
-    assert 0.05 < seen.float().mean() < 0.6, "the buckets should neither be empty nor hold everything"
-    ref = softmax_reference(q, k, v, mask=seen)
-    ref = torch.where(seen.any(-1, keepdim=True), ref, torch.zeros_like(ref))  # no candidate: output 0
+    met = lsh_meetings(module, q, k, keep, causal)
+    assert 0.05 < (met > 0).float().mean() < 0.6, "the buckets should neither be empty nor hold everything"
+    # Rounds combined by log-sum-exp without duplicate correction: softmax(q·k/√D + log N) over N > 0.
+    ref = softmax_reference(q, k, v, mask=met > 0, bias=met.clamp(min=1).log())
+    ref = torch.where((met > 0).any(-1, keepdim=True), ref, torch.zeros_like(ref))  # no candidate: output 0
     assert (out - ref).abs().max() < 1e-5, (out - ref).abs().max()
     # and it is a restriction of full softmax, not full softmax
     full = softmax_reference(q, k, v, mask=keep[:, None, None, :], causal=causal)
     assert (out - full).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("lq", "lk"), [(40, 40), (24, 40), (40, 24)])
+def test_lsh_outputs_and_gradients_equal_its_dense_formula(causal, lq, lk):
+    q, k, v = (t.requires_grad_() for t in qkv(lq, lk))
+    keep = torch.ones(2, lk, dtype=torch.bool)
+    keep[1, lk - 6:] = False
+    mask = keep[:, None, None, :]
+    module = build("lsh", n_hashes=3, bucket_size=4)
+    grad = torch.randn(2, 2, lq, 8)
+    out = module(q, k, v, attn_mask=mask, is_causal=causal)
+    ref = lsh_dense_reference(module.inner, q, k, v, mask, causal)
+    assert (out - ref).abs().max() < 1e-5
+    got = torch.autograd.grad(out, (q, k, v), grad)
+    want = torch.autograd.grad(ref, (q, k, v), grad)
+    for name, a, b in zip("qkv", got, want, strict=True):
+        assert (a - b).abs().max() < 1e-4, f"d{name} differs by {(a - b).abs().max():.3g}"
 
 
 def test_lsh_cross_lengths_and_one_bucket_is_exact_softmax():
