@@ -177,6 +177,7 @@ def variant(
     shown = {key: TensorKnob(value) if _is_tensor(value) else value
              for key, value in knobs.items() if isinstance(value, _SIMPLE) or _is_tensor(value)}
     plain = score_mod is None and mask_mod is None and factory is None and output_mod is None
+    reads_max_len = any(from_config.get(n, n) == "max_len" for names in wants.values() for n in names)
     return AttentionSpec(
         name=name,
         build=definition,
@@ -188,6 +189,7 @@ def variant(
         arbitrary_mask=True,
         cross=cross,
         weights=weights and output_mod is None,
+        needs_max_len=reads_max_len,
         citation=citation,
         options={**shown, "backend": backend},
         not_incremental="attnbench.flex evaluates mods over the whole (q_idx, kv_idx) grid; no KV-cache step form yet",

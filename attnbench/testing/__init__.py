@@ -69,6 +69,9 @@ class AttentionConformance:
     def test_incremental_state_growth(self, attention_spec: AttentionSpec) -> None:
         _run(_attention.check_incremental_state_growth, attention_spec)
 
+    def test_mods(self, attention_spec: AttentionSpec) -> None:
+        _run(_attention.check_mods, attention_spec)
+
     def test_compiles(self, attention_spec: AttentionSpec, request: pytest.FixtureRequest) -> None:
         if not request.config.getoption("--attnbench-compile"):
             pytest.skip("torch.compile check is opt-in: pass --attnbench-compile")

@@ -335,6 +335,61 @@ def check_incremental_state_growth(spec: AttentionSpec) -> None:
         )
 
 
+#: Backends the kit runs a flex variant on: ``compiled`` takes minutes to compile on a CPU and is
+#: left to ``check_compiles`` (opt-in) and to GPU runs.
+FLEX_BACKENDS: tuple[str, ...] = ("dense", "flex")
+
+
+def check_mods(spec: AttentionSpec) -> None:
+    """A FlexAttention variant (``attnbench.flex.variant``) equals the element-wise reference —
+    each mod called once per (b, h, q_idx, kv_idx) with 0-d tensors, softmax over the kept keys,
+    ``output_mod`` applied — on every backend in :data:`FLEX_BACKENDS`, with a padding mask, with
+    causality, and with packed ``document_ids`` when the variant reads them; its weights equal the
+    reference's on every backend."""
+    from attnbench import flex
+    from attnbench.flex.reference import elementwise_reference
+
+    definition = flex.definition_of(spec)
+    if definition is None:
+        raise NotApplicable("not a FlexAttention variant (attnbench.flex.variant)")
+    required = [n for n, default in definition.context.items() if default is None and n not in flex.STANDARD_CONTEXT]
+    if required:
+        raise NotApplicable(f"reads per-batch {', '.join(required)} with no default; the kit cannot invent it")
+    length = 12
+    context = {}
+    if "document_ids" in definition.context:
+        context["document_ids"] = torch.tensor([[0] * 5 + [1] * 4 + [2] * 3, [0] * 7 + [1] * 5])
+    padding = torch.ones(B, 1, 1, length, dtype=torch.bool)
+    padding[1, ..., length - 3:] = False
+    cases = [("a padding mask", False, padding)] + ([("is_causal", True, None)] if spec.causal else [])
+    q, k, v = _qkv(spec, lq=length, lk=length)
+    for backend in FLEX_BACKENDS:
+        for what, causal, mask in cases:
+            module = _build(spec, causal=causal, backend=backend)
+            with flex.batch_context(**context):
+                out = module(q, k, v, attn_mask=mask, is_causal=causal)
+                ran = module.inner.last_backend
+                mods = module.inner.bound_mods(B, length, length, q.device)
+                want, want_weights = elementwise_reference(mods, q, k, v, mask, causal)
+                weights = module(q, k, v, attn_mask=mask, is_causal=causal, need_weights=True)[1] if spec.weights else None
+            assert ran == backend, f"{spec.name}: asked for backend {backend}, the module ran {ran}"
+            scale = max(1.0, want.abs().max().item())
+            diff = _max_diff(out, want)
+            assert diff < 1e-4 * scale, (
+                f"{spec.name}: backend {backend}, with {what}: differs from the element-wise reference by {diff:.3g}"
+            )
+            if weights is not None:
+                diff = _max_diff(weights, want_weights)
+                assert diff < 1e-5, f"{spec.name}: backend {backend}, with {what}: weights differ by {diff:.3g}"
+            trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+            if trained:  # captured and declared parameters train on this backend too
+                out.square().mean().backward()
+                for name, p in trained:
+                    assert p.grad is not None and torch.isfinite(p.grad).all(), (
+                        f"{spec.name}: backend {backend}: parameter {name} received no finite gradient"
+                    )
+
+
 ATTENTION_CHECKS: dict[str, Callable[[AttentionSpec], None]] = {
     "shape_and_dtype": check_shape_and_dtype,
     "gradients": check_gradients,
@@ -348,4 +403,5 @@ ATTENTION_CHECKS: dict[str, Callable[[AttentionSpec], None]] = {
     "incremental_matches_forward": check_incremental_matches_forward,
     "incremental_state_is_per_sequence": check_incremental_state_is_per_sequence,
     "incremental_state_growth": check_incremental_state_growth,
+    "mods": check_mods,
 }
