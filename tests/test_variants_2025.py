@@ -196,7 +196,7 @@ def step_through(module, q, k, v, sizes):
     return torch.cat(outs, dim=-2), nbytes
 
 
-INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking"]
+INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking", "mla"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -344,3 +344,23 @@ def test_stickbreaking_non_causal_is_the_mean_of_both_sticks():
         left = module(q, k, v, is_causal=True)
         right = module(q.flip(-2), k.flip(-2), v.flip(-2), is_causal=True).flip(-2)
     assert max_diff(both, (left + right) / 2) < 1e-5
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_mla_naive_and_absorbed_forms_agree(causal):
+    """DeepSeek-V3's ``inference/model.py`` computes MLA two ways (``attn_impl`` "naive": expand k, v per
+    head; "absorb": fold W_UK into q and W_UV after the sum, attending over the latent): equal math."""
+    module = build("mla", heads=4, dim=16, latent=24, rope_dim=8).double()
+    q, k, v = qkv(heads=4, dim=16, dtype=torch.float64)
+    with torch.no_grad():
+        assert max_diff(module(q, k, v, is_causal=causal), module.absorbed(q, k, v, is_causal=causal)) < 1e-10
+
+
+def test_mla_decode_cache_holds_only_the_latent():
+    module = build("mla", heads=4, dim=16, latent=24, rope_dim=8)
+    q, k, v = qkv(heads=4, dim=16)
+    with torch.no_grad():
+        whole = module(q, k, v, is_causal=True)
+        stepped, nbytes = step_through(module, q, k, v, [3, 1, L - 4])
+    assert max_diff(whole, stepped) < FORMS_TOL
+    assert nbytes[-1] == B * L * (24 + 8) * 4  # (r + d_R) floats per position; a KV cache would hold 2·H·D = 128
