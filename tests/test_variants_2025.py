@@ -196,7 +196,7 @@ def step_through(module, q, k, v, sizes):
     return torch.cat(outs, dim=-2), nbytes
 
 
-INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking", "mla"]
+INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking", "mla", "based"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -364,3 +364,26 @@ def test_mla_decode_cache_holds_only_the_latent():
         stepped, nbytes = step_through(module, q, k, v, [3, 1, L - 4])
     assert max_diff(whole, stepped) < FORMS_TOL
     assert nbytes[-1] == B * L * (24 + 8) * 4  # (r + d_R) floats per position; a KV cache would hold 2·H·D = 128
+
+
+def test_based_taylor_part_matches_fla_naive_based():
+    naive = fla_naive("based")
+    module = build("based", window=0, chunk=16)
+    q, k, v = qkv(length=32)
+    with torch.no_grad():
+        out = module(q, k, v, is_causal=True)
+        fq, fk = module.q_features(q), module.k_features(k)
+    assert max_diff(out, naive.naive_parallel_based(fq, fk, v, use_norm=True)) < REFERENCE_TOL
+    assert max_diff(out, naive.naive_chunk_based(fq, fk, v, chunk_size=16)) < REFERENCE_TOL
+
+
+def test_based_is_taylor_plus_window_and_steps_with_a_small_window():
+    module = build("based", window=6, chunk=8)
+    local = build("local", window=6)
+    q, k, v = qkv()
+    with torch.no_grad():
+        whole = module(q, k, v, is_causal=True)
+        assert max_diff(whole, module.taylor(q, k, v) + local(q, k, v, is_causal=True)) < 1e-5
+        stepped, nbytes = step_through(module, q, k, v, [1, 9, 1, 3, L - 14])
+    assert max_diff(whole, stepped) < FORMS_TOL
+    assert nbytes[-1] == nbytes[-2]
