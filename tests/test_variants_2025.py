@@ -196,7 +196,7 @@ def step_through(module, q, k, v, sizes):
     return torch.cat(outs, dim=-2), nbytes
 
 
-INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking", "mla", "based"]
+INCREMENTAL = [*RECURRENT, "sinks", "forgetting", "softpick", "stickbreaking", "mla", "based", "nsa"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -387,3 +387,49 @@ def test_based_is_taylor_plus_window_and_steps_with_a_small_window():
         stepped, nbytes = step_through(module, q, k, v, [1, 9, 1, 3, L - 14])
     assert max_diff(whole, stepped) < FORMS_TOL
     assert nbytes[-1] == nbytes[-2]
+
+
+def window_reference(q, k, v, window):
+    n = q.shape[-2]
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~((j <= i) & (j > i - window)), float("-inf"))
+    return torch.softmax(scores, -1) @ v
+
+
+def test_nsa_matches_fla_naive_branches():
+    """fla's ``naive_nsa`` itself needs its Triton mean-pooling kernel and flash-attn for the window;
+    its three CPU parts (compression, top-k, selection) are the reference here, with the window written out."""
+    naive = fla_naive("nsa")
+    from attnbench_plugins.attention.nsa import compress_blocks, compressed_attention, select_blocks
+
+    block, selected, window = 4, 3, 6
+    module = build("nsa", block=block, selected=selected, window=window)
+    q, k, v = qkv()
+    scale = D ** -0.5
+    k_cmp, v_cmp = k.unflatten(2, (L // block, block)).mean(3), v.unflatten(2, (L // block, block)).mean(3)
+    o_cmp, _ = naive.naive_nsa_compression(*bthd(q, k_cmp, v_cmp), block_size=block, scale=scale)
+    index = naive.naive_nsa_topk(*bthd(q, k_cmp), block_counts=selected, block_size=block, scale=scale)
+    o_slc = naive.naive_nsa_selection(*bthd(q, k, v), index, block_size=block, scale=scale)
+    with torch.no_grad():
+        g = torch.sigmoid(module.gates(q))
+        out = module(q, k, v, is_causal=True)
+        # the same blocks are selected (as sets: the order of ties is the reference's own)
+        mine_k, mine_v, has_key = compress_blocks(k, v, None, block)
+        assert max_diff(mine_k, k_cmp) < 1e-6
+        qpos = torch.arange(L)
+        _, probs, visible = compressed_attention(q, mine_k, mine_v, has_key, qpos, block, True)
+        mine, usable = select_blocks(probs, visible, qpos, block, selected, True)
+    mine = torch.where(usable, mine, -1).sort(-1).values
+    assert torch.equal(mine, index.transpose(1, 2).sort(-1).values)
+    ref = (g[..., 0:1] * o_cmp.transpose(1, 2) + g[..., 1:2] * o_slc.transpose(1, 2)
+           + g[..., 2:3] * window_reference(q, k, v, window))
+    assert max_diff(out, ref) < REFERENCE_TOL
+
+
+def test_nsa_steps_with_small_blocks():
+    module = build("nsa", block=4, selected=3, window=6)
+    q, k, v = qkv()
+    with torch.no_grad():
+        whole = module(q, k, v, is_causal=True)
+        stepped, _ = step_through(module, q, k, v, [1, 6, 1, 1, 13, L - 22])
+    assert max_diff(whole, stepped) < FORMS_TOL
