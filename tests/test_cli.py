@@ -34,7 +34,7 @@ def test_run_then_report_prints_quality_and_cost(tmp_path: Path):
                   "--store", str(store))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.count(" ok listops") == 2, ran.stdout
-    report = run_cli("report", "--store", str(store), "--out", str(tmp_path / "report"))
+    report = run_cli("report", "--store", str(store), "--out", str(tmp_path / "report"), "--wide")
     assert report.returncode == 0, report.stderr
     for column in ("accuracy ↑", "majority_baseline", "params", "FLOPs/ex", "train s", "infer ms/batch", "peak RSS MB"):
         assert column in report.stdout, column

@@ -31,8 +31,28 @@ def _cell(value: Any) -> str:
     return "" if value is None else escape(str(value))
 
 
-def emit(fmt: str, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], console: Any) -> None:
-    """Print ``rows`` under ``header`` in ``fmt``; json is a list of objects keyed by the header."""
+def emit(fmt: str, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], console: Any,
+         terminal: tuple[Sequence[str], Sequence[Sequence[Any]], Sequence[str]] | None = None) -> None:
+    """Print ``rows`` under ``header`` in ``fmt``; json is a list of objects keyed by the header.
+
+    ``terminal`` — (header, rows, notes) — replaces the table for people with a narrower one
+    (the machine formats keep every column): its first column never wraps, the others wrap at
+    words, the last one takes the width the others leave, and the notes follow as whole lines.
+    """
+    if terminal is not None and fmt not in ("json", "csv"):
+        narrow_header, narrow_rows, notes = terminal
+        table = Table(title=title, title_justify="left")
+        for index, h in enumerate(narrow_header):
+            # the last column (a summary) takes what the others leave; the others keep their content's width
+            last = index == len(narrow_header) - 1
+            table.add_column(h, no_wrap=index == 0, overflow="fold", ratio=1 if last else None,
+                             min_width=24 if last else None)
+        for r in narrow_rows:
+            table.add_row(*map(_cell, r))
+        console.print(table)
+        for note in notes:
+            console.print(escape(note), highlight=False)
+        return
     if fmt == "json":
         print(json.dumps([dict(zip(header, r, strict=True)) for r in rows], indent=2, default=str))
     elif fmt == "csv":

@@ -6,45 +6,54 @@ import argparse
 import re
 from pathlib import Path
 
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
-
-from attnbench import plugins
-from attnbench.cli import console
+from attnbench.cli import console, err_console
 from attnbench.cli.output import add_format_flag
 from attnbench.errors import DataError, StoreError
-from attnbench.leaderboard import overall_matrix, task_tables
-from attnbench.leaderboard.formats import csv_text, json_text, markdown, matrix_rows, task_rows
-from attnbench.leaderboard.html import render
-from attnbench.leaderboard.scaling import load_sweep
-from attnbench.leaderboard.sweeps import sweep_rows, sweeps
 from attnbench.store import DEFAULT_STORE, Store
+
+#: Every file ``report`` writes, as its help and the README name them (checked by tests/test_terminal_output.py).
+OUTPUT_FILES: tuple[tuple[str, str], ...] = (
+    ("<task>-<profile>-<config>-<device>.md", "each task table, whole (every column, every note), and its .csv"),
+    ("<task>-<profile>-<config>-<device>.csv", ""),
+    ("<task>-<profile>-vs-<key>-<device>.md", "each sweep (run --sweep KEY=…)"),
+    ("overall.md", "every variants × tasks matrix with its Friedman test and exclusions"),
+    ("overall-<profile>-<environment>.csv", "each matrix"),
+    ("leaderboard.json", "everything, with raw numbers"),
+)
 
 EXAMPLES = """\
 examples:
   attnbench report                                   tables in the terminal + files in attnbench-results/report
   attnbench report --task listops --profile quick
+  attnbench report --wide                            every column in the terminal (the files always have them all)
+  attnbench report --columns rank,variant,score,delta_sdpa,params,note
   attnbench report --store runs/gpu.sqlite --out site/leaderboard
   attnbench report --html site/                      one self-contained page with plots
   attnbench report --html site/ --bench benchmarks/variant-cost-cpu.json    + scaling curves vs L
   attnbench report --format json | jq '.tasks[0]'    machine-readable, nothing else printed
+
+files written to --out DIR (<config>: the task setup's hash, 8 characters; <device>: the environment's device;
+<environment>: profile, device, torch and Python, cut to 60 characters):
+""" + "\n".join(f"  {name:<45}{what}" for name, what in OUTPUT_FILES) + """
+  report.html                                  with --html DIR: in DIR
+
+exit status: 0 tables written, 1 the store holds no rows (for --task/--profile), 2 usage or store error.
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="print and write leaderboards from the results store",
-        description="Rank variants per task (quality and cost side by side) and across tasks (normalized score, "
-        "mean rank). Results from different environments or task setups get separate tables.",
+        description="Rank variants per task (mean ± 95 %% interval over seeds, paired difference to sdpa, cost side "
+        "by side) and across tasks (Friedman average rank, normalized score). Results from different environments "
+        "or task setups get separate tables. The store is opened read-only.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", default=str(DEFAULT_STORE), metavar="FILE", help=f"results store (default: {DEFAULT_STORE})")
     p.add_argument("--task", default=None, help="only this task")
     p.add_argument("--profile", default=None, help="only this profile")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write <task>.md/.csv, overall.md/.csv and leaderboard.json here "
-                   "(default: a 'report' folder beside the store)")
+                   help="write the files listed below here (default: a 'report' folder beside the store)")
     p.add_argument("--compare-environments", action="store_true",
                    help="rank rows from different devices / torch versions in one table per task, with the "
                    "environment as a column (by default environments are never mixed)")
@@ -53,36 +62,91 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--bench", action="append", default=[], metavar="PATH.json",
                    help="with --html: add the scaling curves (time and memory vs L, log-log, fitted slopes) "
                    "of the json `attnbench bench --out` wrote (repeatable)")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--columns", default=None, metavar="A,B,…",
+                       help="terminal columns of the task tables (default: " + ",".join(NARROW) + "); names are "
+                       "the headers of --wide in lower case with _ for spaces (score = the primary metric, "
+                       "flags = status, Pareto ★ and fairness)")
+    shown.add_argument("--wide", action="store_true", help="every column in the terminal, as in the files")
     add_format_flag(p)
     return p
+
+
+#: The default terminal columns (kept here so that ``--help`` needs no leaderboard import).
+NARROW = ("rank", "variant", "score", "seeds", "train_×sdpa", "memory_×sdpa", "flags")
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
-def _rich(title: str, header: list[str], body: list[list[str]]) -> Group:
+def _rich(title: str, header: list[str], body: list[list[str]], notes: list[str] = ()):
+    """A heading line, the table, then notes as whole lines (rich wraps them at words on a terminal)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     # The title is a line of its own: as the table's title rich would wrap it to a narrow table's width.
     table = Table()
     for h in header:
         table.add_column(h, overflow="fold")
     for cells in body:
         table.add_row(*cells)
-    return Group(Text(title), table)
+    return Group(Text(title), table, *(Text(n) for n in notes))
+
+
+def _columns(args: argparse.Namespace) -> list[str] | None:
+    """The terminal's column selection: None for every column."""
+    if args.wide:
+        return None
+    if args.columns is None:
+        return list(NARROW)
+    wanted = [c.strip() for c in args.columns.split(",") if c.strip()]
+    if not wanted:
+        raise DataError(f"--columns {args.columns!r} names no column; e.g. --columns {','.join(NARROW)}, or --wide")
+    return wanted
+
+
+def _check_columns(wanted: list[str] | None, headers: list[list[str]]) -> None:
+    from attnbench.leaderboard.formats import column_key
+
+    if wanted is None:
+        return
+    known = {"score", "flags"} | {column_key(h) for header in headers for h in header}
+    known |= {k.replace("×", "x") for k in known}
+    unknown = [w for w in wanted if w.lower().replace(" ", "_") not in known]
+    if unknown:
+        names = sorted({column_key(h) for header in headers for h in header} | {"score", "flags"})
+        raise DataError(f"--columns: unknown column {unknown[0]!r}; these tables have: {', '.join(names)}")
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnbench import plugins
+    from attnbench.leaderboard import overall_matrix, task_tables
+    from attnbench.leaderboard.formats import (
+        csv_text,
+        json_text,
+        markdown,
+        matrix_notes,
+        matrix_rows,
+        select_columns,
+        task_rows,
+    )
+    from attnbench.leaderboard.scaling import load_sweep
+    from attnbench.leaderboard.sweeps import sweep_rows, sweeps
+
     path = Path(args.store)
     if not path.exists():
         raise StoreError(f"no results store at {path}; run `attnbench run` first, or pass --store FILE")
     if args.bench and not args.html:
         raise DataError(f"--bench {args.bench[0]} adds a section to the HTML report: pass --html DIR as well")
+    wanted = _columns(args)
     bench = [(source, load_sweep(source)) for source in args.bench]  # a bad file stops us before any output
     where = {k: v for k, v in (("task", args.task), ("profile", args.profile)) if v}
-    with Store(path) as store:
+    with Store(path, readonly=True) as store:
         rows = store.rows(**where)
     if not rows:
-        console.print(f"no results in {path}" + (f" for {where}" if where else ""))
+        err_console.print(f"no results in {path}" + (f" for {where}" if where else ""), highlight=False)
         return 1
     loaded = plugins.load()
     metrics = {t.name: t.metric for t in loaded.tasks}
@@ -98,12 +162,18 @@ def run(args: argparse.Namespace) -> int:
             print(csv_text(["task", "profile", "environment", "config", *header],
                            [[t.task, t.profile, t.environment, t.config_hash, *b] for b in body]), end="")
         return 0
+    full = [task_rows(t) for t in tables]
+    if args.columns is not None:  # the default set may name a column a table lacks (no memory figure): skipped
+        _check_columns(wanted, [header for header, _ in full])
     out = Path(args.out) if args.out else path.parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out, "--out")
+    if args.html:  # before any file is written: a bad --html must not leave half a report behind
+        _writable_folder(Path(args.html), "--html")
     written = []
-    for t in tables:
-        header, body = task_rows(t)
-        console.print(_rich(t.title, header, body))
+    for t, (header, body) in zip(tables, full, strict=True):
+        shown_header, shown_body = (header, body) if wanted is None else select_columns(header, body, wanted)
+        notes = [] if wanted is None or "note" in wanted else [f"  {e.variant}: {e.note}" for e in t.entries if e.note]
+        console.print(_rich(t.title, shown_header, shown_body, notes))
         stem = out / _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
         stem.with_suffix(".md").write_text(f"## {t.title}\n\n" + markdown(header, body))
         stem.with_suffix(".csv").write_text(csv_text(header, body))
@@ -118,15 +188,35 @@ def run(args: argparse.Namespace) -> int:
     md = []
     for m in matrices:
         header, body = matrix_rows(m)
-        console.print(_rich(f"overall · {m.environment}", header, body))
-        md.append(f"## overall · {m.environment}\n\n" + markdown(header, body))
+        notes = matrix_notes(m)
+        if wanted is None:
+            console.print(_rich(f"overall · {m.environment}", header, body, notes))
+        else:  # the per-task cells are in the task tables above, and in overall.md / --wide
+            keep = [i for i, h in enumerate(header) if h in ("group", "variant", "normalized score ↑", "mean rank ↓",
+                                                               "tasks", "fairness flags")]
+            console.print(_rich(f"overall · {m.environment} (per-task cells: --wide, or overall.md)",
+                                [header[i] for i in keep], [[r[i] for i in keep] for r in body], notes))
+        md.append(f"## overall · {m.environment}\n\n" + markdown(header, body)
+                  + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
         (out / f"overall-{_slug(m.environment)[:60]}.csv").write_text(csv_text(header, body))
     (out / "overall.md").write_text("\n".join(md))
     (out / "leaderboard.json").write_text(json_text(tables, matrices, found))
-    console.print(f"wrote {len(written) + 2 + len(matrices)} files to {out}/")
+    console.print(f"wrote {len(written) + 2 + len(matrices)} files to {out}/", highlight=False)
     if args.html:
+        from attnbench.leaderboard.html import render
+
         page = Path(args.html) / "report.html"
-        page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(render(tables, matrices, found, rows, str(path), bench=bench))
-        console.print(f"wrote {page}")
+        console.print(f"wrote {page}", highlight=False)
     return 0
+
+
+def _writable_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` or say in one line why it cannot be (a file in the way, no permission)."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{option} {folder} is a file; pass a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{option} {folder}: cannot create that folder ({exc.strerror or exc}); "
+                        "pass a writable folder") from None

@@ -26,15 +26,11 @@ def format_value(value: float | str | None, key: str = "") -> str:
     return f"{value:.4g}"
 
 
-#: The columns ``attnbench report`` shows in the terminal unless asked for more (``--columns``, ``--wide``):
-#: ``score`` is the primary metric, ``flags`` gathers status, Pareto ★ and the fairness flag.
-NARROW_COLUMNS: tuple[str, ...] = ("rank", "variant", "score", "seeds", "train ×sdpa", "memory ×sdpa", "flags")
-
-
 def column_key(header: str) -> str:
     """How ``--columns`` names a column: its header in lower case, without the direction arrow,
-    spaces as underscores (``train ×sdpa`` → ``train_×sdpa``; ``train_xsdpa`` is accepted too)."""
-    return header.replace(" ↑", "").replace(" ↓", "").strip().lower().replace(" ", "_")
+    spaces as underscores (``train ×sdpa`` → ``train_×sdpa``; ``train_xsdpa`` is accepted too; ``Δ sdpa`` →
+    ``delta_sdpa``)."""
+    return header.replace(" ↑", "").replace(" ↓", "").replace("Δ ", "delta ").strip().lower().replace(" ", "_")
 
 
 def _matches(key: str, wanted: str) -> bool:

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (images embedded as data URIs, no network).
 
-It holds the rules the tables follow, the overall matrix per environment, and per task its
-table, quality vs cost with the Pareto front, training-loss curves, and the attention maps
+It holds the rules the tables follow, the overall matrix per environment with its
+Friedman test, critical-difference diagram and the tasks left out of the normalized score,
+and per task its table, quality vs cost with the Pareto front, training-loss curves, and the attention maps
 tasks saved for a fixed example; then every sweep found in the store, as a table and a plot;
 then, for each ``attnbench bench`` json passed with ``--bench``, the scaling curves with their
 fitted log-log slopes (:mod:`attnbench.leaderboard.scaling`).
@@ -18,18 +19,15 @@ from pathlib import Path
 from attnbench import __version__
 from attnbench.bench.sweep import SweepResult
 from attnbench.leaderboard import plots, scaling
-from attnbench.leaderboard.formats import matrix_rows, task_rows
+from attnbench.leaderboard.formats import matrix_notes, matrix_rows, task_rows
 from attnbench.leaderboard.sweeps import Sweep, sweep_rows
+from attnbench.leaderboard.tables import RULES as TABLE_RULES
 from attnbench.leaderboard.tables import Matrix, TaskTable, setup_hash
 from attnbench.specs import ResultRow
 
-RULES = """Ranks: variants share a rank when their means differ by no more than the larger of their seed
-standard deviations (one seed: only equal scores tie). ×sdpa columns divide by sdpa's figure in the same
-table. Fairness flags a parameter count more than 10 % off sdpa's. ★ marks the quality–training-time
-Pareto front. Normalized score per task: (score − baseline) / (sdpa − baseline), averaged over the tasks a
-variant ran ok (the "tasks" column counts them); min–max among variants where a task has no baseline or no
-sdpa row. Memory: step peak MB is the peak tensor memory of one training step (allocator on CUDA, profiler
-memory events on CPU); peak RSS includes the interpreter. Status cells are shown as they were recorded."""
+RULES = TABLE_RULES + """ Memory: step peak MB is the peak tensor memory of one training step (allocator on
+CUDA, profiler memory events on CPU); peak RSS includes the interpreter. Status cells are shown as they were
+recorded."""
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1500px}
@@ -38,7 +36,7 @@ table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px soli
 th{background:#f4f4f4}td:nth-child(2),th:nth-child(2){text-align:left}.rules{font-size:12px;color:#555;max-width:1000px}
 .figs{display:flex;flex-wrap:wrap;gap:12px}.figs img{max-width:640px;border:1px solid #eee}
 .maps img{max-width:300px}.status{color:#a33}.env{font-size:12px;color:#666}
-.scaling img{max-width:1400px}caption{text-align:left;font-weight:bold;padding:4px 0}
+.scaling img{max-width:1400px}.cd img{max-width:800px}caption{text-align:left;font-weight:bold;padding:4px 0}
 """
 
 
@@ -76,7 +74,12 @@ def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep],
              f"</head><body><h1>attnbench report</h1><p class='env'>store {html.escape(store)} · attnbench {__version__} · "
              f"{len(rows)} rows</p><p class='rules'>{html.escape(RULES)}</p>"]
     for m in matrices:
-        parts.append(f"<h2>overall · {html.escape(m.environment)}</h2>" + _table(*matrix_rows(m)))
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in matrix_notes(m))
+        diagram = _img(plots.critical_difference(m.friedman), f"critical difference diagram, {m.environment}") \
+            if m.friedman is not None else ""
+        parts.append(f"<h2>overall · {html.escape(m.environment)}</h2>" + _table(*matrix_rows(m))
+                     + (f"<ul class='rules'>{notes}</ul>" if notes else "")
+                     + (f"<div class='figs cd'>{diagram}</div>" if diagram else ""))
     for t in tables:
         parts.append(f"<h2>{html.escape(t.task)}</h2><p class='env'>{html.escape(t.title)}</p>" + _table(*task_rows(t)))
         own = by_table[(t.task, t.profile, t.environment, t.config_hash)]

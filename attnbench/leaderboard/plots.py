@@ -1,5 +1,6 @@
-"""Leaderboard pictures (matplotlib, Agg): quality vs cost with the Pareto front, training
-curves, and quality/cost versus a swept setting. Each returns PNG bytes."""
+"""Leaderboard pictures (matplotlib, Agg): quality vs cost with the Pareto front and 95 %
+error bars, training curves, quality/cost versus a swept setting, and the critical-difference
+diagram of the cross-task ranking (Demšar 2006). Each returns PNG bytes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from attnbench.leaderboard.stats import Friedman
 from attnbench.leaderboard.sweeps import Sweep
 from attnbench.leaderboard.tables import REFERENCE, TaskTable
 from attnbench.specs import ResultRow
@@ -39,8 +41,13 @@ def quality_vs_cost(table: TaskTable, cost: str = "train_s", label: str = "train
     front = table.pareto() if cost == "train_s" else set()
     for e in ok:
         on_front = e.variant in front
-        ax.scatter(e.cost[cost], e.metrics[table.metric], s=46 if on_front else 28,
-                   color="black" if e.variant == REFERENCE else ("tab:red" if on_front else "tab:blue"), zorder=3)
+        colour = "black" if e.variant == REFERENCE else ("tab:red" if on_front else "tab:blue")
+        ax.scatter(e.cost[cost], e.metrics[table.metric], s=46 if on_front else 28, color=colour, zorder=3,
+                   marker="X" if table.fairness(e) else "o")
+        half = e.metric_ci.get(table.metric)
+        if half is not None:  # the 95 % interval over seeds
+            ax.errorbar(e.cost[cost], e.metrics[table.metric], yerr=half, color=colour, capsize=3, linewidth=1,
+                        zorder=2)
         ax.annotate(e.variant, (e.cost[cost], e.metrics[table.metric]), fontsize=7, xytext=(4, 3),
                     textcoords="offset points")
     line = sorted((e.cost[cost], e.metrics[table.metric]) for e in ok if e.variant in front)
@@ -55,7 +62,8 @@ def quality_vs_cost(table: TaskTable, cost: str = "train_s", label: str = "train
     ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel(f"{table.metric} ({'higher' if table.higher_is_better else 'lower'} is better)")
-    ax.set_title(f"{table.task}: quality vs cost", fontsize=10)
+    seeds = "1 seed, no interval" if table.one_seed else "bars: 95 % interval over seeds"
+    ax.set_title(f"{table.task}: quality vs cost ({seeds}; × = fairness flag)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return _png(fig)
@@ -103,7 +111,8 @@ def sweep_plot(sweep: Sweep) -> bytes | None:
         points.sort(key=lambda vp: vp[0])
         xs = [v for v, _ in points]
         style = {"color": "black" if variant == REFERENCE else colours(index % 20), "marker": "o", "label": variant}
-        axes[0].plot(xs, [p[sweep.metric] for _, p in points], **style)
+        axes[0].errorbar(xs, [p[sweep.metric] for _, p in points], capsize=3,
+                         yerr=[p.get(f"{sweep.metric}_ci", 0.0) for _, p in points], **style)
         times = [(v, p["train_s"]) for v, p in points if "train_s" in p]
         if times:
             axes[1].plot(*zip(*times, strict=True), **style)
@@ -111,7 +120,7 @@ def sweep_plot(sweep: Sweep) -> bytes | None:
     if not drawn:
         _pyplot().close(fig)
         return None
-    axes[0].set_ylabel(sweep.metric)
+    axes[0].set_ylabel(f"{sweep.metric} (bars: 95 % interval over seeds)")
     axes[1].set_ylabel("training time (s)")
     axes[1].set_yscale("log")
     for ax in axes:
@@ -120,5 +129,44 @@ def sweep_plot(sweep: Sweep) -> bytes | None:
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{sweep.task}: quality and cost vs {sweep.key}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def critical_difference(test: Friedman) -> bytes:
+    """Demšar's diagram: the average-rank axis (1 = best, left), each variant at its rank, the
+    critical difference as a bar over the axis, and a thick line joining each group of variants
+    whose ranks differ by less than it (not significantly different)."""
+    plt = _pyplot()
+    k = len(test.variants)
+    order = sorted(test.variants, key=lambda v: test.average_rank[v])
+    half = (k + 1) // 2
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.28 * half + 0.2 * len(test.cliques())))
+    ax.set_xlim(0.5, k + 0.5)
+    depth = half + 1.5
+    ax.set_ylim(depth, -1.5)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="black", linewidth=1)
+    for r in range(1, k + 1):
+        ax.vlines(r, -0.12, 0, color="black", linewidth=1)
+        ax.text(r, -0.25, str(r), ha="center", va="bottom", fontsize=8)
+    ax.hlines(-1.1, 1, 1 + test.critical_difference, color="tab:red", linewidth=2)
+    ax.text(1 + test.critical_difference / 2, -1.2, f"CD = {test.critical_difference:.2f}", ha="center",
+            va="bottom", fontsize=8, color="tab:red")
+    for i, variant in enumerate(order):
+        rank = test.average_rank[variant]
+        left = i < half
+        row = (i if left else k - 1 - i) + 1
+        edge = 0.5 if left else k + 0.5
+        ax.plot([rank, rank, edge], [0, row, row], color="black", linewidth=0.8)
+        ax.text(edge + (-0.05 if left else 0.05), row, f"{variant} ({rank:.2f})", ha="right" if left else "left",
+                va="center", fontsize=8)
+    for j, clique in enumerate(test.cliques()):
+        low, high = test.average_rank[clique[0]], test.average_rank[clique[-1]]
+        y = 0.25 + 0.2 * j
+        ax.hlines(y, low - 0.03, high + 0.03, color="tab:blue", linewidth=3)
+    verdict = "differ" if test.significant() else "do not differ significantly"
+    ax.set_title(f"average rank over {len(test.datasets)} tasks (Friedman p = {test.p_value:.2g}: the variants "
+                 f"{verdict}); bars join variants within the Nemenyi critical difference", fontsize=8)
     fig.tight_layout()
     return _png(fig)

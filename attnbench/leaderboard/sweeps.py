@@ -1,8 +1,9 @@
 """Quality and cost versus one setting (``run --sweep length=…``), per variant.
 
 Rows of one task, profile and environment whose configurations differ in exactly one key
-form a sweep over that key. Each variant gets, per value, its mean primary metric and
-its median training time and step memory, so a reader sees where an efficient variant's
+form a sweep over that key. Each variant gets, per value, its mean primary metric (with
+its 95 % interval over seeds when there are two or more) and its median training time and
+step memory, so a reader sees where an efficient variant's
 cost crosses ``sdpa``'s — and whether its quality holds up.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnbench.leaderboard.stats import format_interval, interval
 from attnbench.leaderboard.tables import setup_hash, variant_label
 from attnbench.specs import Metric, ResultRow
 
@@ -67,7 +69,10 @@ def sweeps(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> list[Swe
             if not ok:
                 sweep.points.setdefault(variant, {})[value] = rs[-1].status
                 continue
-            figures = {metric.name: statistics.fmean(r.metrics[metric.name] for r in ok)}
+            spread = interval([r.metrics[metric.name] for r in ok])
+            figures = {metric.name: spread.mean, "seeds": float(spread.n)}
+            if spread.half_width is not None:  # the 95 % half width over seeds, for the table and the error bars
+                figures[f"{metric.name}_ci"] = spread.half_width
             for cost, _ in SWEEP_COSTS:
                 found = [r.efficiency[cost] for r in ok if cost in r.efficiency]
                 if found:
@@ -90,7 +95,7 @@ def sweep_rows(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
             elif isinstance(point, str):
                 line.append(point)
             else:
-                parts = [f"{point[sweep.metric]:.4g}"]
+                parts = [format_interval(point[sweep.metric], point.get(f"{sweep.metric}_ci"))]
                 parts += [f"{point[c]:.3g} {h.split()[-1]}" if c in point else "" for c, h in SWEEP_COSTS]
                 line.append(" · ".join(p for p in parts if p))
         body.append(line)

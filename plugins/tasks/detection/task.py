@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torchvision.ops import box_convert
 
 from attnbench.nn.attention_maps import record_attention_map
 from attnbench.specs import Metric, RunContext
@@ -15,7 +14,6 @@ from attnbench.training import TrainConfig, batched_eval, seed_everything, shuff
 
 from . import coco, scenes
 from .data import Split, Splits
-from .loss import detection_loss
 from .model import TwoStageDetector
 
 _SCENES = {"data_seed": 1, "min_scale": 0.3, "max_scale": 0.6, "max_overlap": 0.3}
@@ -76,6 +74,8 @@ def _map_metric() -> Any:
 
 
 def _pixels(boxes: torch.Tensor, canvas: int) -> torch.Tensor:
+    from torchvision.ops import box_convert  # here, not at import: torchvision costs ~1 s of `attnbench list`
+
     return (box_convert(boxes, "cxcywh", "xyxy") * canvas).clamp(0, canvas).float().cpu()
 
 
@@ -181,6 +181,7 @@ class DetectionTask:
 
 def train(model: TwoStageDetector, split: Split, ctx: RunContext, batch_size: int) -> list[float]:
     """The profile's AdamW steps on ``split`` through the harness's shared loop; returns the losses."""
+    from .loss import detection_loss  # here, not at import: it pulls torchvision and scipy.optimize (~1 s)
 
     def loss(index: torch.Tensor) -> tuple[torch.Tensor, int]:
         images, targets = split.batch(index, ctx.device)

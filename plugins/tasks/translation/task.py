@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sacrebleu
 import torch
 import torch.nn.functional as F
 
@@ -114,6 +113,8 @@ class TranslationTask:
         eval_size = int(cfg["eval_batch_size"])
         hypotheses = translate(model, tokenizer, test, ctx.device, eval_size, int(cfg["beam"]), float(cfg["length_penalty"]))
         references, sources = pairs.tgt["test"], pairs.src["test"]
+        import sacrebleu  # here, not at import: it adds ~0.1 s to `attnbench list`
+
         metrics = {
             "bleu": bleu(hypotheses, references),
             "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
@@ -136,6 +137,8 @@ class TranslationTask:
 
 def bleu(hypotheses: list[str], references: list[str]) -> float:
     """Corpus BLEU by sacrebleu (13a tokenisation, one reference)."""
+    import sacrebleu
+
     return sacrebleu.corpus_bleu(hypotheses, [references]).score
 
 
