@@ -18,6 +18,7 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,13 +38,14 @@ class Outcome:
     wall_s: float = 0.0
 
 
-def _worker_main(job: Job, conn: Connection) -> None:
-    """The worker process: measure ``job``, sending ``("figures", {...})`` then a final message."""
+def _worker_main(job: Job, conn: Connection, runner: Callable[..., None] = run_job) -> None:
+    """The worker process: measure ``job`` with ``runner`` (a module-level function, so spawn can
+    import it), sending ``("figures", {...})`` then a final message."""
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's CUDA probe is noise on CPU-only hosts
     try:
         if job.device.startswith("cpu"):
             limit_host_memory(job.memory_limit)
-        run_job(job, lambda figures: conn.send(("figures", figures)))
+        runner(job, lambda figures: conn.send(("figures", figures)))
     except BaseException as exc:  # noqa: BLE001 — everything goes back to the parent as a status
         conn.send(("failed", _classify(exc)))
     else:
@@ -91,12 +93,16 @@ def _classify(exc: BaseException) -> dict[str, str]:
     return {"status": "oom" if is_oom else "error", "error": first[:400]}
 
 
-def run_isolated(job: Job, timeout: float) -> Outcome:
-    """Run ``job`` in a fresh spawned process; kill it after ``timeout`` seconds."""
+def run_isolated(job: Job, timeout: float, runner: Callable[..., None] = run_job) -> Outcome:
+    """Run ``job`` in a fresh spawned process; kill it after ``timeout`` seconds.
+
+    ``runner(job, emit)`` does the measuring (default :func:`~attnbench.bench.measure.run_job`;
+    ``attnbench.bench.decode`` passes its own).
+    """
     context = mp.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_worker_main, args=(job, sender), daemon=True,
-                              name=f"attnbench-bench-{job.variant}-{job.length}")
+    process = context.Process(target=_worker_main, args=(job, sender, runner), daemon=True,
+                              name=f"attnbench-bench-{job.variant}-{getattr(job, 'length', 'decode')}")
     start = time.perf_counter()
     process.start()
     sender.close()
@@ -120,7 +126,7 @@ def run_isolated(job: Job, timeout: float) -> Outcome:
                 continue
             if kind == "figures":
                 outcome.figures.update(payload)
-                phase = _next_phase(outcome.figures)
+                phase = _next_phase(outcome.figures) if runner is run_job else f"after {len(outcome.figures)} figures"
             elif kind == "failed":
                 outcome.status, outcome.error = payload["status"], f"{payload['error']} (during {phase})"
             else:

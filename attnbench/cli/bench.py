@@ -41,11 +41,14 @@ examples:
   attnbench bench --no-backward --repeats 3 --time-budget 5 --out results --name cpu-sweep
   attnbench bench --device cuda --dtype bfloat16 --lengths 4k,16k,64k --causal
   attnbench bench --variants local --option window=256 --fit-range 1k:16k
+  attnbench bench --decode --variants sdpa,gqa,local,linear,retention,s4d --lengths 1k,2k,4k,8k
 
 Each (variant, L) runs in a fresh process with --timeout seconds (start-up included);
 out of memory, a timeout or an error is recorded as that cell's status and the sweep
 goes on. After an oom or timeout, longer lengths of that variant are skipped unless
---keep-going. sdpa is always measured: every figure's ×sdpa ratio is taken in this run.
+--keep-going. With --decode, --lengths are the contexts C (default 1k…32k) and each
+(variant, B) of --batches runs in one process holding every context (--timeout then
+bounds that process, default 1800 s). sdpa is always measured: every figure's ×sdpa ratio is taken in this run.
 Peak memory is what the pass allocates above what was live before it (the CUDA
 allocator's peak; on CPU the peak of torch.profiler's allocation events).
 """
@@ -156,8 +159,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N (default: auto)")
     p.add_argument("--repeats", type=_positive, default=5, help="timed calls per figure; the median is kept (5)")
     p.add_argument("--warmup", type=_non_negative, default=1, help="untimed calls before timing (default: 1)")
-    p.add_argument("--timeout", type=_seconds, default=180.0,
-                   help="seconds per measurement, process start-up included (default: 180)")
+    p.add_argument("--timeout", type=_seconds, default=None,
+                   help="seconds per measurement, process start-up included (default: 180; with --decode, "
+                   "per variant and batch size: 1800)")
     p.add_argument("--time-budget", type=_seconds, default=float("inf"), metavar="S",
                    help="stop timing a pass once its timed calls took S seconds (at least one call; "
                    "default: always --repeats)")
@@ -175,6 +179,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="write NAME.json, NAME.csv, NAME.png and NAME.md into DIR (created if missing)")
     p.add_argument("--name", default="bench", help="file stem for --out (default: bench)")
+    p.add_argument("--decode", action="store_true",
+                   help="measure incremental decoding instead: prefill time and throughput at each context C "
+                   "(--lengths), per-token decode latency, tokens/s and state bytes, for each batch size of "
+                   "--batches, each as a ratio to sdpa (non-incremental variants are listed with their reason)")
+    p.add_argument("--batches", type=_lengths, default=None, metavar="B,B,…",
+                   help="with --decode: the batch sizes (default: 1,8)")
+    p.add_argument("--decode-steps", type=_positive, default=32, metavar="N",
+                   help="with --decode: timed one-token steps per context (default: 32)")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="with --decode: torch intra-op threads per worker (default: torch's; 1 keeps one-token "
+                   "steps from stalling on a busy shared CPU)")
     return p
 
 
@@ -194,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
     warn_plugin_errors()
     device = resolve_device(args.device)
     specs = select_specs(args.variants)
+    if args.decode:
+        return _run_decode(args, device, specs)
+    if args.timeout is None:
+        args.timeout = 180.0
     lengths = args.lengths or list(DEFAULT_LENGTHS.get(device.type, DEFAULT_LENGTHS["cpu"]))
     plan = SweepPlan(
         specs=specs, lengths=lengths, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
@@ -247,6 +266,48 @@ def _progress_line(m: Measurement) -> str:
     if m.status == "ok":
         return f"[green]✓[/] {head}: {figures} ({m.wall_s:.1f} s)"
     return f"[red]✗[/] {head}: {m.status}: {m.error}"
+
+
+def _run_decode(args: argparse.Namespace, device, specs: list[AttentionSpec]) -> int:
+    """``bench --decode``: the decode benchmark of :mod:`attnbench.bench.decode`, its tables and files."""
+    from attnbench.bench import decode
+
+    plan = decode.DecodePlan(
+        specs=specs, contexts=args.lengths or list(decode.DEFAULT_CONTEXTS),
+        batches=args.batches or list(decode.DEFAULT_BATCHES), heads=args.heads, head_dim=args.head_dim,
+        dtype=args.dtype, device=device, repeats=args.repeats, warmup=args.warmup, steps=args.decode_steps,
+        timeout=args.timeout or 1800.0, budget=args.time_budget, memory_limit=args.memory_limit,
+        options=dict(args.options), threads=args.threads,
+    )
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+
+    def on_start(spec: AttentionSpec, batch: int) -> None:
+        err_console.print(f"[dim]{spec.name} B={batch} …[/]", highlight=False)
+
+    def on_done(cells: list) -> None:
+        for m in cells:
+            head = f"{m.variant} B={m.batch} C={m.context}"
+            if m.status == "ok":
+                err_console.print(f"[green]✓[/] {head}: prefill {fmt_value(m.prefill_ms)} ms, "
+                                  f"{fmt_value(m.decode_ms)} ms/token, state {fmt_value(m.state_mb)} MB",
+                                  highlight=False)
+            else:
+                err_console.print(f"[dim]· {head}: {m.status} ({m.error})[/]", highlight=False)
+
+    result = decode.run_decode(plan, on_done=on_done, on_start=on_start)
+    console.print(to_rich(decode.measurement_table(result)))
+    console.print(to_rich(decode.summary_table(result)))
+    if args.out:
+        stem = args.out / args.name
+        png = decode.write_plot(result, stem.with_suffix(".png"))
+        files = [decode.write_json(result, stem.with_suffix(".json")), decode.write_csv(result, stem.with_suffix(".csv")),
+                 png, decode.write_markdown(result, stem.with_suffix(".md"), _command_line(), images=[png])]
+        console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+    if result.meta.get("interrupted"):
+        err_console.print("interrupted: the tables and files above hold the measurements finished so far")
+        return 130
+    return 0
 
 
 def _command_line() -> str:

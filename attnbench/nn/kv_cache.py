@@ -111,6 +111,9 @@ def softmax_over_cache(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
     Runs through fused SDPA.
     """
     t, total = q.shape[-2], keys.shape[-2]
+    if t == total and t > 1 and bias is None:  # a prefill from an empty cache: SDPA's own causal path, no mask
+        return F.scaled_dot_product_attention(q, keys, values, dropout_p=dropout, is_causal=True,
+                                              enable_gqa=enable_gqa)
     allowed = chunk_causal_mask(t, total, q.device)
     mask: torch.Tensor | None = allowed
     if bias is not None:
