@@ -10,10 +10,11 @@ from attnbench.specs import Metric, RunContext
 from attnbench.training import seed_everything
 from attnbench.training.classification import classification_metrics, train_classifier
 
-from . import data
+from . import data, packed
 
-#: LRA's generator settings: trees up to depth 10, operators with 2-10 arguments.
-_LRA_TREES = {"max_depth": 10, "max_args": 10}
+#: LRA's generator settings: trees up to depth 10, operators with 2-10 arguments; one expression a
+#: sequence (``--set pack=N`` packs N, their document ids handed to the attention: packed.py).
+_LRA_TREES = {"max_depth": 10, "max_args": 10, "pack": 1}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -53,7 +54,8 @@ DESCRIPTION = (
     "with LRA's ListOps generator (depth <= 10, 2-10 arguments an operator), reimplemented and "
     "seeded, with lengths strictly between "
     + ", ".join(f"{c['min_length']} and {c['max_length']} ({p})" for p, c in PROFILES.items())
-    + " tokens (LRA's 500-2000 at full). --data-dir reads LRA's basic_{train,val,test}.tsv."
+    + " tokens (LRA's 500-2000 at full). --data-dir reads LRA's basic_{train,val,test}.tsv. --set pack=N packs N "
+    "expressions end to end per sequence, each classified, with document_ids for attnbench.flex variants."
 )
 
 
@@ -74,6 +76,8 @@ class ListOpsTask:
         seed_everything(ctx.seed)  # also when run() is called outside the harness
         max_length = int(cfg["max_length"])
         splits = data.load_dir(ctx.data_dir, max_length) if ctx.data_dir is not None else data.generated(cfg)
+        if int(cfg["pack"]) > 1:
+            return packed.run(ctx, splits)
         model = SequenceClassifier(
             ctx.attention, vocab_size=len(data.VOCAB), num_classes=data.NUM_CLASSES, max_len=max_length,
             dim=int(cfg["dim"]), depth=int(cfg["depth"]), heads=int(cfg["heads"]),
