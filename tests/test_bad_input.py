@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import test_detection as detection_t
 import test_image_classification as image_t
+import test_language_modeling as lm_t
 import test_listops as listops_t
 import test_lra_image as lra_image_t
 import test_lra_pathfinder as pathfinder_t
@@ -60,6 +61,7 @@ def _text(root: Path) -> tuple[Path, Path]:
 CASES: dict[str, Callable[[Path], tuple[Path, Path]]] = {
     "detection": lambda r: (detection_t.write_coco(r), r / "annotations" / "instances_train2017.json"),
     "image-classification": lambda r: (image_t.write_cifar(r), r / "data_batch_1"),
+    "language-modeling": lambda r: (lm_t.write_wikitext(r), r / "wiki.train.tokens"),
     "listops": lambda r: (listops_t.write_lra_dir(r), r / "basic_train.tsv"),
     "lra-image": lambda r: (lra_image_t.write_cifar(r), r / "data_batch_1"),
     "lra-pathfinder": _pathfinder,

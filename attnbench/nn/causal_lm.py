@@ -9,6 +9,9 @@ alone lets attention tell positions apart, and positional variants (rope, alibi,
 retention) bring their own, so the model runs at any length: what the length-extrapolation
 probes need. ``positions="learned"`` adds a learned absolute table of ``max_len`` rows (GPT-2's
 scheme); such a model cannot run past ``max_len``, and :meth:`CausalLM.length_limit` says so.
+``positions="shift"`` adds, to each token's embedding, a learned projection of the previous
+token's (a token shift, as RWKV's, or the shortest of H3's and Based's short convolutions): local
+order at no length limit.
 A variant whose spec ``needs_max_len`` is built for ``max_len`` and has the same limit.
 """
 
@@ -24,7 +27,7 @@ from attnbench.nn.attention import MultiheadAttention
 from attnbench.specs import AttentionSpec
 
 #: The positional schemes :class:`CausalLM` offers.
-POSITIONS: tuple[str, ...] = ("none", "learned")
+POSITIONS: tuple[str, ...] = ("none", "shift", "learned")
 
 
 class CausalBlock(nn.Module):
@@ -83,6 +86,7 @@ class CausalLM(nn.Module):
         self.positions = positions
         self.token_embedding = nn.Embedding(vocab_size, dim)
         self.position_embedding = nn.Embedding(max_len, dim) if positions == "learned" else None
+        self.shift = nn.Linear(dim, dim) if positions == "shift" else None
         self.blocks = nn.ModuleList(
             CausalBlock(dim, heads, attention, ff_dim=ff_dim, dropout=dropout, max_len=max_len, options=options)
             for _ in range(depth)
@@ -114,6 +118,8 @@ class CausalLM(nn.Module):
         x = self.token_embedding(tokens)
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(tokens.shape[1], device=tokens.device))
+        if self.shift is not None:  # each position also sees the token before it
+            x = x + self.shift(torch.nn.functional.pad(x[:, :-1], (0, 0, 1, 0)))
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))

@@ -26,7 +26,7 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class TokenSplit:
-    """Input ids (N, L) long and targets (N, L) long, :data:`IGNORE` where nothing is scored.
+    """Input ids (N, L) and targets (N, L), integer tensors, :data:`IGNORE` where nothing is scored.
 
     ``documents`` (N, L), when given, numbers the document each input position belongs to
     (for packed language-model windows), so a model can keep documents apart if it wants.
@@ -50,8 +50,8 @@ class TokenSplit:
         return int(self.inputs.shape[1])
 
     def batch(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets of rows ``index``, on ``device``."""
-        return self.inputs[index].to(device), self.targets[index].to(device)
+        """Inputs and targets of rows ``index``, on ``device``, as int64 (a split may store them smaller)."""
+        return self.inputs[index].to(device).long(), self.targets[index].to(device).long()
 
     def scored(self) -> int:
         """How many positions carry a target."""

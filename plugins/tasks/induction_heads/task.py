@@ -20,9 +20,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "steps": 20, "batch_size": 32, "eval_batch_size": 64, "lr": 3e-3, "warmup_steps": 2,
     },
     "quick": {
-        **_MODEL, "vocab_size": 20, "length": 64, "data_seed": 1, "n_train": 50000, "n_test": 1000,
+        **_MODEL, "vocab_size": 20, "length": 64, "data_seed": 1, "n_train": 30000, "n_test": 1000,
         "dim": 64, "depth": 2, "heads": 1, "attention_options": {"window": 16},
-        "steps": 1500, "batch_size": 64, "eval_batch_size": 250, "lr": 3e-3, "warmup_steps": 50,
+        "steps": 1000, "batch_size": 64, "eval_batch_size": 250, "lr": 3e-3, "warmup_steps": 50,
     },
     # H3's induction-head setting (vocabulary 20) at a longer length, with a wider model.
     "standard": {
