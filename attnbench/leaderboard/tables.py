@@ -134,6 +134,8 @@ class TaskTable:
     higher_is_better: bool
     baseline: str = ""
     entries: list[Entry] = field(default_factory=list)
+    #: The task setup the hash covers (profile settings after overrides, data dir), as stored in the rows.
+    config: dict = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -315,8 +317,10 @@ def setup_hash(row: ResultRow) -> str:
     variant's options (so ``local`` with ``window=8`` is ranked beside ``sdpa`` on the same
     task setup), not the seed, device or versions (the environment keys those apart). A change
     to a task's profile therefore changes the hash, and the reference leaderboards must be
-    regenerated (``tests/test_reference_hashes.py``). Rows written before configurations were
-    stored fall back to their config hash.
+    regenerated (``tests/test_reference_hashes.py``). Every key of a profile counts, so a task
+    should not list a setting at a value that changes nothing (a new option at its "off"
+    value): it reads such a key with a default instead, and existing tables keep their hash.
+    Rows written before configurations were stored fall back to their config hash.
     """
     if not row.config:
         return row.config_hash
@@ -361,8 +365,11 @@ def task_tables(rows: Iterable[ResultRow], metrics: Mapping[str, Metric],
                        for e, rs in zip(entries, by_variant.values(), strict=True)]
         sign = -1 if metric.higher_is_better else 1
         entries.sort(key=lambda e: (e.status != "ok", sign * e.metrics.get(metric.name, 0.0), e.variant))
+        first = next(iter(by_variant.values()))[0]
+        setup = {k: v for k, v in (first.config or {}).items() if k != "variant_options"}
         tables.append(TaskTable(task=task, profile=profile, environment=env, config_hash=chash, metric=metric.name,
-                                higher_is_better=metric.higher_is_better, baseline=metric.baseline, entries=entries))
+                                higher_is_better=metric.higher_is_better, baseline=metric.baseline, entries=entries,
+                                config=setup))
     return tables
 
 

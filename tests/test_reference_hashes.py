@@ -1,0 +1,66 @@
+"""The committed reference leaderboard cannot drift from the code: each of its task tables was
+made with the configuration the code gives that task and profile today.
+
+The hash compared is :func:`attnbench.leaderboard.tables.setup_hash` — the one that names a
+table and its files (``<task>-<profile>-<config>-<device>.md``): it covers the task's resolved
+profile settings (and a data directory when one is passed), not the variant's options, seed,
+device or versions. A changed profile (a new key, a new value) changes it; then new rows would
+never join the reference tables and ``--resume`` against the reference store would rerun
+everything. Fix it by regenerating the reference (its command is in leaderboards/README.md),
+or by reverting the profile change (a new option can be read with a default instead of being
+listed in the profile at its no-op value).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attnbench import ResultRow, plugins
+from attnbench.leaderboard.tables import setup_hash
+
+#: The reference quick matrix (leaderboards/README.md); the other folders record older runs and sweeps.
+REFERENCE = Path(__file__).parent.parent / "leaderboards" / "cpu-quick-all"
+
+
+def _committed() -> list[dict]:
+    return json.loads((REFERENCE / "leaderboard.json").read_text())["tasks"]
+
+
+def _code_config(task: str, profile: str) -> dict:
+    """The configuration a default run of ``task`` at ``profile`` stores in its rows today."""
+    from attnbench.runner.pairing import Pairing, row_config
+
+    return row_config(plugins.get_task(task), Pairing(task=task, variant="sdpa", profile=profile, seed=0))
+
+
+def test_the_reference_has_one_json_table_per_committed_table_file():
+    tables = {f"{t['task']}-{t['profile']}-{t['config_hash'][:8]}" for t in _committed()}
+    files = {p.stem for p in REFERENCE.glob("*.md") if p.name != "overall.md"}
+    assert {f for f in files if not any(f.startswith(t) for t in tables)} == set(), "a table file not in leaderboard.json"
+    assert {t for t in tables if not any(f.startswith(t) for f in files)} == set(), "a json table without its file"
+
+
+@pytest.mark.parametrize("table", _committed(), ids=lambda t: f"{t['task']}-{t['profile']}")
+def test_a_reference_table_was_made_with_the_configuration_the_code_gives_today(table: dict):
+    task, profile, committed = table["task"], table["profile"], table["config_hash"]
+    assert task in plugins.load().tasks, (f"{REFERENCE.name} holds task {task!r}, which is no longer installed: "
+                                          "regenerate the reference or remove its tables")
+    config = _code_config(task, profile)
+    now = setup_hash(ResultRow(task=task, variant="sdpa", profile=profile, seed=0, environment="", config_hash="",
+                               status="ok", config=config))
+    if now == committed:
+        return
+    old = table.get("config")  # written by reports since the table config was stored
+    if old:
+        changed = sorted(k for k in set(old) | set(config) if old.get(k, "<absent>") != config.get(k, "<absent>"))
+        detail = "; ".join(f"{k}: {old.get(k, '<absent>')!r} → {config.get(k, '<absent>')!r}" for k in changed)
+    else:
+        detail = (f"this reference predates stored configurations, so the changed key is not named; the code's "
+                  f"{profile} settings are {json.dumps(config, sort_keys=True, default=str)}")
+    pytest.fail(f"leaderboards/{REFERENCE.name}: {task} at {profile} was made with config {committed[:8]}, but the code "
+                f"configures it as {now[:8]} ({detail}). Regenerate that reference (command in "
+                "leaderboards/README.md), or revert the profile change (read a new option with a default instead of "
+                "listing it at its no-op value)", pytrace=False)
