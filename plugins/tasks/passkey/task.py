@@ -11,7 +11,7 @@ from attnbench.training.probes import Probe, run_probe
 
 from . import data
 
-_MODEL = {"dropout": 0.0, "positions": "none", "weight_decay": 0.1, "clip_norm": 1.0, "digits": 5}
+_MODEL = {"dropout": 0.0, "positions": "shift", "weight_decay": 0.1, "clip_norm": 1.0, "digits": 5}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -55,7 +55,8 @@ DESCRIPTION = (
     "repeated filler text, then 'What is the pass key? The pass key is' and the number; byte-level. Metric: "
     "accuracy = the share of prompts whose every digit is predicted (= greedy decoding recovers the number); "
     "digit_accuracy beside it. Data: generated and seeded from the paper's prompt (its preamble for pretrained "
-    "models left out). Model: a 2-layer causal Transformer without position embeddings, the variant in its "
+    "models left out). Model: a 2-layer causal Transformer without position embeddings "
+    "(a token shift adds the previous byte to each position), the variant in its "
     "self-attention. Trained at L bytes, tested at L, 2L, 4L with more filler (accuracy@2x, accuracy@4x). "
     "Baselines: chance (10^-5) and digit_chance (0.1). Sizes: "
     + "; ".join(f"{p}: L {c['length']}, width {c['dim']}, {c['depth']} layers, {c['steps']} steps"

@@ -11,7 +11,7 @@ from attnbench.training.probes import Probe, run_probe
 
 from . import data
 
-_MODEL = {"ff_dim": 0, "dropout": 0.0, "positions": "none", "weight_decay": 0.1, "clip_norm": 1.0}
+_MODEL = {"ff_dim": 0, "dropout": 0.0, "positions": "shift", "weight_decay": 0.1, "clip_norm": 1.0}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -57,7 +57,8 @@ DESCRIPTION = (
     "Selective copying (Mamba, Gu & Dao 2023): data tokens scattered at random positions among noise tokens, "
     "then one marker per token; while reading the markers the model must output the data tokens in order, "
     "ignoring the noise. Metric: accuracy over the copied tokens. Data: generated and seeded. Model: a 2-layer "
-    "causal Transformer without MLPs or position embeddings, the variant in its self-attention. Trained at L, "
+    "causal Transformer without MLPs or position embeddings "
+    "(a token shift adds the previous token to each position), the variant in its self-attention. Trained at L, "
     "tested at L, 2L, 4L with the tokens to copy scaled alike (accuracy@2x, accuracy@4x). Baselines: chance "
     "(1/K) and frequency_baseline (the context's commonest data token). Sizes: "
     + "; ".join(f"{p}: {c['num_tokens']} of {c['data_vocab']} tokens at L {c['length']}, width {c['dim']}, "
