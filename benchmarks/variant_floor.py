@@ -12,8 +12,9 @@ Floors (constants that depend only on L are built once, outside the timed calls)
 * sdpa, sdpa-flash, sdpa-math, sdpa-efficient: ``F.scaled_dot_product_attention`` (default dispatch)
 * softmax: textbook ``softmax(q kᵀ/√D) v`` (three ops)
 * rope: cached cos/sin rotation of q and k, then SDPA
-* alibi: SDPA with the precomputed (H, L, L) float bias -m_h·|i-j|
-* relative: the learned table gathered at cached (L, L) buckets each call, then SDPA with it as float mask
+* alibi: SDPA with the precomputed float bias -m_h·|i-j|, as a 4-D (1, H, L, L) tensor (a 3-D one sends
+  CPU SDPA to its unfused math path: the floor must be the fastest known formulation, not ours)
+* relative: the learned table gathered at cached (L, L) buckets each call, then SDPA with it as a 4-D float mask
 * talking-heads: textbook with two einsum head mixes around the softmax
 * additive: the faster of two one-shot (unchunked, no checkpoint) formulations: einsum of tanh,
   and Σv - 2·vᵀσ(-2(Wq + Uk))
@@ -26,7 +27,12 @@ Floors (constants that depend only on L are built once, outside the timed calls)
 * sigmoid: textbook ``sigmoid(q kᵀ/√D − log L) v``
 * differential: two half-width SDPA calls, the λ-difference, ``F.rms_norm``
 * nystrom, cosformer, lsh, retention, s4d: no separate bare-torch formulation was written (their modules are bare torch
-  already); the ratio is left blank.
+  already).
+
+Beside each own floor, the variant's PyPI peer from ``benchmarks/peers.py`` (when installed: the ``[peers]``
+extra) is timed in the same alternation, and the floor is the faster of the two (the table names which).
+For lsh the peer is reformer-pytorch at the same bucket size and rounds (a different definition: see
+``peers.py``).
 
     OMP_NUM_THREADS=1 python benchmarks/variant_floor.py --lengths 1024,4096 --backward-lengths 1024
 """
@@ -70,16 +76,16 @@ def build_floor(name: str, module, length: int, heads: int):  # noqa: C901 - one
         return (lambda q, k, v: sdpa(rot(q), rot(k), v)), "cached cos/sin rotation + SDPA"
     if name == "alibi":
         i = torch.arange(length)
-        bias = (-module.slopes[:, None, None] * (i[:, None] - i[None, :]).abs()).contiguous()
-        return (lambda q, k, v: sdpa(q, k, v, attn_mask=bias)), "SDPA + precomputed (H,L,L) float bias"
+        bias = (-module.slopes[:, None, None] * (i[:, None] - i[None, :]).abs())[None].contiguous()
+        return (lambda q, k, v: sdpa(q, k, v, attn_mask=bias)), "SDPA + precomputed (1,H,L,L) float bias"
     if name == "relative":
         from attnbench_plugins.attention.relative import relative_position_bucket
         i = torch.arange(length)
         buckets = relative_position_bucket(i[None, :] - i[:, None], module.bidirectional, module.num_buckets,
                                            module.max_distance)
         table = module.embedding.weight
-        return (lambda q, k, v: sdpa(q, k, v, attn_mask=table[buckets].permute(2, 0, 1))), \
-            "table[cached buckets] + SDPA float mask"
+        return (lambda q, k, v: sdpa(q, k, v, attn_mask=table[buckets].permute(2, 0, 1)[None])), \
+            "table[cached buckets] + SDPA 4-D float mask"
     if name == "talking-heads":
         pre, post = module.pre_softmax, module.post_softmax
 
@@ -142,6 +148,16 @@ def build_floor(name: str, module, length: int, heads: int):  # noqa: C901 - one
     return None, "none written (module is bare torch)"
 
 
+def peer_floor(name: str, module, length: int, heads: int, head_dim: int):
+    """(callable, label) of the variant's installed PyPI peer (benchmarks/peers.py), or None."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import peers
+    finally:
+        sys.path.pop(0)
+    return peers.peer_for(name, getattr(module, "inner", module), length, heads, head_dim)
+
+
 def measure(name: str, length: int, args) -> dict:
     """In this process: medians of alternating timed calls of ``name`` and its floor at ``length``."""
     import torch
@@ -163,6 +179,12 @@ def measure(name: str, length: int, args) -> dict:
     shape = (args.batch, args.heads, length, args.head_dim)
     q, k, v = (torch.randn(shape) for _ in range(3))
     floors = floor if isinstance(floor, dict) else ({"": floor} if floor else {})
+    peer = peer_floor(name, module, length, args.heads, args.head_dim)
+    if peer:
+        if "" in floors:
+            floors["own"] = floors.pop("")
+        floors["peer"], label = peer
+        how = f"{how}; peer {label}"
     result = {"status": "ok", "floor": how}
     passes = [("fwd", False)] + ([("fwdbwd", True)] if length in args.backward_lengths else [])
     for tag, backward in passes:

@@ -199,10 +199,10 @@ class LSHAttention(nn.Module):
         v_blocks = v_rows.view(n_chunks + w - 1, ck, dv)
         scores = WindowedMatmul.apply(q_rows[q_at].view(n_chunks, cq, d), k_blocks, w, True)  # (n, cq, w·ck)
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        # softmax and log-sum-exp with one pass of exp: at the row's maximum p = exp(max − lse), so
-        # lse = max − log(max p) (max p ≥ 1/(w·ck): well conditioned). About finfo.min where no key is allowed.
+        # softmax and log-sum-exp with one pass of exp: lse = max − log(max p), max p ≥ 1/(w·ck), so
+        # well conditioned. About finfo.min where no key is allowed.
         weights = torch.softmax(scores, dim=-1)
-        lse = scores.amax(dim=-1) - weights.amax(dim=-1).log()  # (n, cq)
+        lse = LogSumExpOfSoftmax.apply(scores, weights)  # (n, cq)
         out = WindowedMatmul.apply(self.dropout(weights), v_blocks, w, False)  # (n, cq, Dv)
 
         # Back to query order, then the rounds by their log-sum-exp.
@@ -218,6 +218,25 @@ def _scatter_flat(size: int, index: torch.Tensor, src: torch.Tensor, fill: int) 
     """A flat int64 list of ``size`` entries, ``fill`` except ``out[index] = src``."""
     out = torch.full((size,), fill, dtype=torch.long, device=index.device)
     return out.scatter_(0, index.flatten(), src.flatten())
+
+
+class LogSumExpOfSoftmax(torch.autograd.Function):
+    """``logsumexp(s)`` read off ``p = softmax(s)``: at the row's maximum p = exp(max − lse).
+
+    Saves a second pass of exp over the scores; the backward is the log-sum-exp's own, ``grad · p``
+    (autograd through the two maxima would build score-sized comparison masks instead).
+    """
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(p)
+        return scores.amax(dim=-1) - p.amax(dim=-1).log()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        return grad[..., None] * p, None
 
 
 class WindowedMatmul(torch.autograd.Function):
