@@ -56,7 +56,9 @@ def causal_linear(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, chunk: in
     length = fq.shape[-2]
     nchunks = math.ceil(length / chunk)
     pad = (0, 0, 0, nchunks * chunk - length)  # zero features: padded keys add nothing
-    fq, fk, v = (F.pad(t, pad).unflatten(-2, (nchunks, chunk)) for t in (fq, fk, v))
+    if pad[-1]:  # F.pad copies even when it adds nothing: three L-sized copies at a whole number of chunks
+        fq, fk, v = (F.pad(t, pad) for t in (fq, fk, v))
+    fq, fk, v = (t.unflatten(-2, (nchunks, chunk)) for t in (fq, fk, v))
     chunk_kv = fk.transpose(-2, -1) @ v  # (B, H, n, F, D)
     chunk_z = fk.sum(dim=-2)  # (B, H, n, F)
     # Exclusive prefix over chunks: shift the inclusive cumsum by one chunk.
