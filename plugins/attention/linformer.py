@@ -70,7 +70,7 @@ class LinformerAttention(nn.Module):
             k, v = k * weight, v * weight
         k_proj = self.proj_k[:, :length].to(k.dtype) @ k  # (B, H, k, D)
         v_proj = self.proj_v[:, :length].to(v.dtype) @ v
-        scores = (q @ k_proj.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, Lq, k)
+        scores = q @ (k_proj * q.shape[-1] ** -0.5).transpose(-2, -1)  # (B, H, Lq, k); scaled on the small side
         return self.dropout(torch.softmax(scores, dim=-1)) @ v_proj
 
 
