@@ -87,13 +87,13 @@ class LocalAttention(nn.Module):
 
         nwin = left + 1 + right
         span = nwin * block
-        qb = F.pad(q, (0, 0, 0, nblocks * block - length)).unflatten(-2, (nblocks, block))
+        q = q * q.shape[-1] ** -0.5  # scaled here, on (L, D), not on the (L, span) scores
+        qb = (F.pad(q, (0, 0, 0, nblocks * block - length)) if nblocks * block > length else q).unflatten(-2, (nblocks, block))
         kb = _blocks(k, block, left, right, nblocks)  # (B, H, n + left + right, block, D)
         vb = _blocks(v, block, left, right, nblocks)
         # One product per neighbour offset, on views of the padded keys: the windows are never
         # copied out as an (n, span, D) tensor; only the (n, block, span) scores are formed.
         scores = torch.cat([qb @ kb[..., i : i + nblocks, :, :].transpose(-2, -1) for i in range(nwin)], dim=-1)
-        scores = scores * q.shape[-1] ** -0.5  # (B, H, n, block, span)
 
         device = q.device
         qpos = torch.arange(nblocks * block, device=device).view(nblocks, block, 1)
