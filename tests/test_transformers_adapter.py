@@ -147,3 +147,41 @@ def test_register_all_names_every_variant():
 def test_flash_in_a_variant_name_is_not_mistaken_for_a_flash_kernel():
     assert adapter.implementation_name("sdpa-flash") == "attnbench:sdpa-FLASH"
     assert "flash" not in adapter.register("sdpa-flash")
+
+
+@pytest.mark.parametrize("variant", ["sdpa", "rope", "linear", "retention", "local", "s4d"])
+def test_gpt2_generate_with_the_variants_own_state_equals_generating_without_a_cache(variant):
+    """Greedy, 2 layers: stepping each layer's KV cache / window / recurrent state gives the tokens of recomputing."""
+    model = gpt2(adapter.register(variant))
+    ids, mask = batch([8, 8], length=8)
+    cache = adapter.DecodingCache()
+    with torch.no_grad():
+        got = adapter.generate(model, ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
+                               eos_token_id=None, cache=cache)
+        want = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, eos_token_id=None,
+                              use_cache=False)
+    assert got.shape == (2, 18) and torch.equal(got, want)
+    assert len(cache.layers) == 2 and all(layer.state is not None for layer in cache.layers)
+    assert cache.layers[0].seen == 17 and cache.layers[0].state.position == 17  # prompt + 9 stepped tokens
+
+
+def test_generate_with_a_non_incremental_variant_recomputes_and_says_why():
+    model = gpt2(adapter.register("cosformer"))
+    ids, _ = batch([6, 6], length=6)
+    with torch.no_grad(), pytest.warns(UserWarning, match="'cosformer' has no incremental form .*recomputes"):
+        got = adapter.generate(model, ids, max_new_tokens=4, do_sample=False, eos_token_id=None)
+    assert got.shape == (2, 10)
+
+
+def test_transformers_own_cache_is_refused_for_a_variant_it_would_misread():
+    model = gpt2(adapter.register("rope"))
+    ids, _ = batch([6, 6], length=6)
+    with torch.no_grad(), pytest.raises(PluginError, match="only exact variants read correctly.*generate"):
+        model.generate(ids, max_new_tokens=3, do_sample=False, eos_token_id=None)
+
+
+def test_decoding_state_refuses_padding():
+    model = gpt2(adapter.register("linear"))
+    ids, mask = batch([6, 4], length=6)
+    with torch.no_grad(), pytest.raises(PluginError, match="takes no padding"):
+        adapter.generate(model, ids, attention_mask=mask, max_new_tokens=3, do_sample=False, eos_token_id=None)

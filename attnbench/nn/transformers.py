@@ -31,11 +31,22 @@ parameters. Grouped-query attention is expanded with ``repeat_kv``; a ``scaling`
 than 1/√D is applied by rescaling the query. Queries that may attend no key at all (left
 padding under a causal mask) get zeros, as with transformers' ``sdpa``; their gradients
 are only finite for variants that stay finite on such rows, so train with right padding.
+
+Generation: :func:`generate` runs ``model.generate`` with a :class:`DecodingCache` when the
+variant decodes incrementally (its spec says ``incremental``): each layer keeps the variant's
+own state (a KV cache, a window, a recurrent state; DESIGN.md "Incremental decoding") and
+steps it with the newest tokens only. A variant without an incremental form falls back to
+``use_cache=False`` (every step recomputes the whole prefix) with a warning that says why.
+transformers' own KV cache (plain ``model.generate()``) hands the variant one query against all
+cached keys, which only ``exact`` variants read correctly; any other variant is refused there
+with a message naming :func:`generate`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -43,6 +54,7 @@ from torch import nn
 
 from attnbench.errors import PluginError
 from attnbench.nn.attention import build_attention
+from attnbench.nn.kv_cache import select_batch
 from attnbench.nn.masks import causal_mask
 from attnbench.specs import AttentionConfig, AttentionSpec
 
@@ -79,6 +91,7 @@ def register(variant: str | AttentionSpec) -> str:
 
     spec = _spec(variant)
     name = implementation_name(spec.name)
+    _REGISTERED[name] = spec
 
     def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
         return forward(spec, module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -89,6 +102,123 @@ def register(variant: str | AttentionSpec) -> str:
     AttentionInterface.register(name, attention_forward)
     AttentionMaskInterface.register(name, sdpa_mask)
     return name
+
+
+#: Every spec registered by :func:`register`, by implementation name (for :func:`generate`).
+_REGISTERED: dict[str, AttentionSpec] = {}
+#: The decoding layer whose ``update`` ran last, waiting for its attention call (see :class:`DecodingCache`).
+_PENDING: contextvars.ContextVar[Any] = contextvars.ContextVar("attnbench_pending_decoding_layer", default=None)
+
+
+def _decoding_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class DecodingLayer(DynamicLayer):
+        """One layer of :class:`DecodingCache`: the variant's own decoding state, no keys or values.
+
+        ``update`` counts the new positions and hands the layer to the attention call that follows
+        it, which steps the variant with the new keys and values only.
+        """
+
+        is_croppable = False
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.seen = 0
+            self.state: Any = None
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            self.device = key_states.device
+            self.is_initialized = True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.seen += key_states.shape[-2]
+            _PENDING.set(self)
+            return key_states, value_states
+
+        def get_seq_length(self) -> int:
+            return self.seen
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.seen + query_length, 0
+
+        def reset(self) -> None:
+            self.seen, self.state, self.is_initialized = 0, None, False
+
+        def crop(self, tokens_to_remove: int) -> None:
+            raise PluginError("an attnbench decoding state cannot be cropped (no assisted or speculative decoding)")
+
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            self.state = None if self.state is None else select_batch(self.state, beam_idx)
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self.reorder_cache(indices)
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.state is not None:
+                index = torch.arange(self.state.batch_size, device=self.device).repeat_interleave(repeats)
+                self.state = select_batch(self.state, index)
+
+    return DecodingLayer
+
+
+def DecodingCache():  # noqa: N802 — reads as the class it builds; transformers is imported only when called
+    """A transformers ``Cache`` that holds each layer's attnbench decoding state instead of keys and values.
+
+    Pass it as ``model.generate(..., cache=DecodingCache())`` (:func:`generate` does)
+    for a model whose attention is an incremental attnbench variant.
+    """
+    from transformers.cache_utils import Cache
+
+    return Cache(layer_class_to_replicate=_decoding_layer_class())
+
+
+def generate(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``model.generate(*args, **kwargs)`` with the attnbench variant's own decoding state.
+
+    An incremental variant steps through a :class:`DecodingCache`; any other gets
+    ``use_cache=False`` and a warning naming its reason (every new token then recomputes the
+    whole prefix, as slow as it sounds). The model's ``attn_implementation`` must be a name
+    returned by :func:`register`.
+    """
+    name = getattr(model.config, "_attn_implementation", None)
+    spec = _REGISTERED.get(name)
+    if spec is None:
+        raise PluginError(f"generate: the model's attn_implementation is {name!r}, not an attnbench variant; "
+                          "build it with attn_implementation=attnbench.nn.transformers.register(VARIANT)")
+    if spec.incremental:
+        if kwargs.get("past_key_values") is None:  # transformers 5.x names it ``cache`` (past_key_values is deprecated)
+            kwargs.pop("past_key_values", None)
+            kwargs.setdefault("cache", DecodingCache())
+    else:
+        warnings.warn(f"attention {spec.name!r} has no incremental form ({spec.not_incremental or 'not declared'}); "
+                      "generating without a cache: every new token recomputes the whole prefix", stacklevel=2)
+        kwargs["use_cache"] = False
+    return model.generate(*args, **kwargs)
+
+
+def _step(spec: AttentionSpec, layer: Any, module: nn.Module, query: torch.Tensor, key: torch.Tensor,
+          value: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float) -> torch.Tensor:
+    """One decoding step of the variant through a :class:`DecodingCache` layer: the newest positions only."""
+    if not spec.incremental:
+        raise PluginError(f"attention {spec.name!r} cannot decode incrementally ({spec.not_incremental}); "
+                          "generate with use_cache=False, or through attnbench.nn.transformers.generate")
+    lq = query.shape[2]
+    total = layer.seen
+    if attention_mask is not None:
+        full = _boolean(attention_mask, spec)
+        expected = torch.ones(lq, total, dtype=torch.bool, device=full.device).tril(total - lq)
+        if tuple(full.shape[-2:]) != (lq, total) or not bool((full == expected).all()):
+            raise PluginError(
+                f"attention {spec.name!r}: an attnbench decoding state takes no padding (its mask must be plain "
+                "causal); generate prompts of one length per batch, without padding")
+    attention = _variant_module(spec, module, query, dropout, True)
+    if layer.state is None:
+        layer.state = attention.init_state(query.shape[0], device=query.device, dtype=query.dtype)
+    out, layer.state = attention.step(query, key, value, layer.state)
+    return out
 
 
 def register_all() -> list[str]:
@@ -216,6 +346,19 @@ def forward(
     batch, _, lq, head_dim = query.shape
     if scaling is not None and not math.isclose(scaling, head_dim**-0.5, rel_tol=1e-6):
         query = query * (scaling * math.sqrt(head_dim))
+    layer = _PENDING.get()
+    if layer is not None:  # a DecodingCache layer updated just before this call: step the variant's state
+        _PENDING.set(None)
+        out = _step(spec, layer, module, query, key, value, attention_mask, dropout)
+        return out.transpose(1, 2).contiguous(), None
+    module_is_causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", False))
+    if (module_is_causal and lq < key.shape[2] and not spec.exact
+            and not getattr(module, "is_cross_attention", False)):
+        raise PluginError(
+            f"attention {spec.name!r}: transformers' own KV cache hands it {lq} new quer{'y' if lq == 1 else 'ies'} "
+            f"against {key.shape[2]} cached keys, which only exact variants read correctly (positions and kernel "
+            "states are the variant's own); generate with attnbench.nn.transformers.generate (its DecodingCache, "
+            "or use_cache=False)")
 
     module_causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", False))
     mask, dead = None, None
