@@ -244,7 +244,8 @@ class WindowedMatmul(torch.autograd.Function):
 
     ``blocks`` (n + w − 1, ck, E) is contiguous; the windows are an overlapping strided view of it, which
     one batched product reads in place. The backward folds the windows' gradients back block by block
-    (autograd's own backward of an overlapping view would build an int64 index as large as the windows).
+    (autograd's own backward of an overlapping view would build an int64 index as large as the windows;
+    the windows' gradient itself is w times the blocks, a transient of the backward).
     """
 
     @staticmethod
@@ -261,13 +262,12 @@ class WindowedMatmul(torch.autograd.Function):
         n, ck, w = a.shape[0], blocks.shape[1], ctx.w
         win = _windows(blocks.flatten(0, 1), n, ck, w)
         grad_a = torch.bmm(grad, win) if ctx.keys else torch.bmm(grad, win.transpose(1, 2))
+        # One product for every window's gradient (n, w·ck, E), then folded: window g's part t is block g + t.
+        grad_win = torch.bmm(grad.transpose(1, 2), a) if ctx.keys else torch.bmm(a.transpose(1, 2), grad)
+        grad_win = grad_win.view(n, w, ck, -1)
         grad_blocks = torch.zeros_like(blocks)
-        for t in range(w):  # window slot t·ck … (t+1)·ck of window g is block g + t
-            part = slice(t * ck, (t + 1) * ck)
-            if ctx.keys:
-                grad_blocks[t:t + n].baddbmm_(grad[..., part].transpose(1, 2), a)
-            else:
-                grad_blocks[t:t + n].baddbmm_(a[..., part].transpose(1, 2), grad)
+        for t in range(w):
+            grad_blocks[t:t + n] += grad_win[:, t]
         return grad_a, grad_blocks, None, None
 
 
