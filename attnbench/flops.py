@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode, flop_registry, register_flop_formula
 
 
 @functools.cache
@@ -30,10 +30,34 @@ def _register_missing_formulas() -> None:
         return 2 * b * h * lq * lk * d + 2 * b * h * lq * lk * dv
 
 
+class _FlexAwareMode(_FlopCounterMode):
+    """The counter's dispatch mode, which also runs FlexAttention's backward higher-order op (torch's
+    returns NotImplemented for it) and counts its four matrix products, twice the forward's."""
+
+    def _handle_higher_order_ops(self, func, types, args, kwargs):
+        if getattr(func, "_name", None) != "flex_attention_backward":
+            return super()._handle_higher_order_ops(func, types, args, kwargs)
+        out = func(*args, **kwargs)
+        q, k, v = args[:3]
+        add_flops(self.counter, "flex_attention_backward",
+                  4 * q.shape[0] * q.shape[1] * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1]))
+        return out
+
+
+class _Counter(FlopCounterMode):
+    def __enter__(self):
+        super().__enter__()
+        self.mode.__exit__(None, None, None)
+        self.mode = _FlexAwareMode(self)
+        self.mode.__enter__()
+        return self
+
+
 def flop_counter() -> FlopCounterMode:
-    """A silent FlopCounterMode that also knows the CPU flash-attention kernel."""
+    """A silent FlopCounterMode that also knows the CPU flash-attention kernel and FlexAttention's
+    backward (its forward is counted by attnbench.flex's module: :func:`active_flop_counter`)."""
     _register_missing_formulas()
-    return FlopCounterMode(display=False)
+    return _Counter(display=False)
 
 
 def active_flop_counter() -> FlopCounterMode | None:

@@ -143,6 +143,219 @@ def test_an_explicit_flex_backend_that_fails_is_an_error_not_a_silent_switch_to_
     assert module.inner.fallback_reason is None
 
 
+# -- element-wise semantics ---------------------------------------------------------------------------------
+
+ROPE_Q, ROPE_K = torch.randn(2, 20, 4), torch.randn(1, 20, 4)
+INTERVALS = torch.tensor([[0, 10], [5, 20]])
+
+
+def latent_rope(score, b, h, q_idx, kv_idx):
+    """attention-gym's latent_attention.py shape: torch.dot of two gathered rows (element-wise only)."""
+    return score + torch.dot(ROPE_Q[h, q_idx], ROPE_K[h // 2, kv_idx])
+
+
+def flamingo(b, h, q_idx, kv_idx):
+    """attention-gym's flamingo.py shape: interval[0] of a gathered pair (element-wise only)."""
+    interval = INTERVALS[kv_idx // 10]
+    return (q_idx >= interval[0]) & (q_idx < interval[1])
+
+
+@pytest.mark.parametrize("backend", ["dense", "flex"])
+def test_mods_that_only_work_element_wise_run_and_equal_the_element_wise_reference(backend: str):
+    from attnbench.flex.reference import elementwise_reference
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 2, 20, 8, generator=g) for _ in range(3))
+    spec = attnbench.flex.variant("mla-flamingo", "x", score_mod=latent_rope, mask_mod=flamingo, backend=backend)
+    module = build_attention(spec, attnbench.AttentionConfig(num_heads=2, head_dim=8))
+    out, weights = module(q, k, v, need_weights=True)
+    want, want_weights = elementwise_reference(module.inner.bound_mods(2, 20, 20, q.device), q, k, v)
+    assert (module(q, k, v) - want).abs().max() < 1e-5 and module.inner.last_backend == backend
+    assert (out - want).abs().max() < 1e-5 and (weights - want_weights).abs().max() < 1e-6
+    assert weights[..., :5, 10:].abs().max() == 0 and weights[..., 10:, :10].abs().max() == 0  # outside the intervals
+
+
+def test_an_out_of_range_index_names_the_tensor_and_the_index():
+    table = torch.zeros(16)
+
+    def by_position(score, b, h, q_idx, kv_idx):
+        return score + table[q_idx]
+
+    module = build_attention(attnbench.flex.variant("short-table", "x", score_mod=by_position),
+                             attnbench.AttentionConfig(num_heads=2, head_dim=8))
+    q = torch.randn(1, 2, 20, 8)
+    with pytest.raises(PluginError, match=r"'short-table': score_mod failed: it indexes captured 'table' "
+                                          r"\(shape \(16,\)\) with index 19 on dim 0 at b=0, h=1, q_idx=19"):
+        module(q, q, q)
+    assert module(q[..., :16, :], q[..., :16, :], q[..., :16, :]).shape == (1, 2, 16, 8)
+
+
+# -- captured tensors belong to the module -----------------------------------------------------------------
+
+BIAS = torch.nn.Parameter(torch.zeros(2, 8))
+DISTANCE = torch.arange(8)
+
+
+def learnable_bias(score, b, h, q_idx, kv_idx):
+    return score + BIAS[h, DISTANCE[(q_idx - kv_idx).abs() % 8]]
+
+
+@pytest.mark.parametrize("backend", ["dense", "flex"])
+def test_a_captured_parameter_is_registered_per_module_counted_moved_and_trained(backend: str):
+    spec = attnbench.flex.variant("graph-bias", "x", score_mod=learnable_bias, backend=backend)
+    config = attnbench.AttentionConfig(num_heads=2, head_dim=8)
+    module, other = build_attention(spec, config), build_attention(spec, config)
+    params = dict(module.named_parameters())
+    assert [tuple(p.shape) for p in params.values()] == [(2, 8)]
+    assert next(iter(params.values())) is not BIAS and next(iter(params.values())) is not next(other.parameters())
+    optimizer = torch.optim.SGD(module.parameters(), lr=1.0)
+    q = torch.randn(2, 2, 10, 8)
+    module(q, q, q).square().mean().backward()
+    optimizer.step()
+    assert next(module.parameters()).abs().sum() > 0  # the module's own table trained ...
+    assert BIAS.abs().sum() == 0 and next(other.parameters()).abs().sum() == 0  # ... and nobody else's
+    moved = module.double()  # buffers and parameters follow the module; the mod reads the moved ones
+    assert moved(q.double(), q.double(), q.double()).dtype == torch.float64
+    assert dict(moved.named_buffers())["inner.mod_DISTANCE"].dtype == torch.int64
+
+
+def test_a_captured_tensor_computed_from_a_parameter_is_refused_with_the_fix():
+    table = BIAS * 2.0
+
+    def derived(score, b, h, q_idx, kv_idx):
+        return score + table[h, 0]
+
+    with pytest.raises(PluginError, match="'derived': score_mod captures 'table', a tensor computed from a parameter.*"
+                                          "Capture the nn.Parameter itself"):
+        build_attention(attnbench.flex.variant("derived", "x", score_mod=derived),
+                        attnbench.AttentionConfig(num_heads=2, head_dim=8))
+
+
+# -- per-batch context -------------------------------------------------------------------------------------
+
+def same_document(b, h, q_idx, kv_idx, *, document_ids):
+    return document_ids[b, q_idx] == document_ids[b, kv_idx]
+
+
+def test_per_batch_context_reaches_the_mod_at_any_batch_size_and_is_required_when_no_default():
+    spec = attnbench.flex.variant("docs", "x", mask_mod=same_document, context={"document_ids": None})
+    module = build_attention(spec, attnbench.AttentionConfig(num_heads=2, head_dim=8))
+    for batch in (3, 5):  # training and evaluation batches differ in size
+        ids = torch.tensor([0, 0, 0, 1, 1, 2]).expand(batch, 6)
+        q = torch.randn(batch, 2, 6, 8)
+        with attnbench.flex.batch_context(document_ids=ids):
+            _, weights = module(q, q, q, need_weights=True)
+        assert weights[:, :, :3, 3:].abs().max() == 0 and weights[:, :, 3:5, 3:5].sum(-1).min() > 0.999
+    with pytest.raises(PluginError, match="'docs' reads per-batch 'document_ids', which this task does not provide; "
+                                          r"a task provides it by running the model inside attnbench.flex.batch_context"):
+        module(q, q, q)
+
+
+def test_a_mod_reads_the_real_lengths_of_the_call():
+    def last_key_only(b, h, q_idx, kv_idx, *, kv_len):
+        return kv_idx == kv_len - 1
+
+    module = build_attention(attnbench.flex.variant("last", "x", mask_mod=last_key_only),
+                             attnbench.AttentionConfig(num_heads=1, head_dim=4))
+    for length in (5, 9):
+        v = torch.randn(2, 1, length, 4)
+        assert torch.allclose(module(v, v, v), v[..., -1:, :].expand_as(v))
+
+
+# -- factories and options ---------------------------------------------------------------------------------
+
+def generate_sliding_window(window_size: int):
+    """attention-gym's factory shape: a closure over the window."""
+
+    def sliding_window(b, h, q_idx, kv_idx):
+        return (q_idx - kv_idx <= window_size) & (q_idx >= kv_idx)
+
+    return sliding_window
+
+
+def generate_alibi_bias(H: int):  # noqa: N803 - attention-gym's name
+    def alibi_mod(score, b, h, q_idx, kv_idx):
+        return score + (kv_idx - q_idx) * torch.exp2(-((h + 1) * 8.0 / H))
+
+    return alibi_mod
+
+
+def test_factory_parameters_are_options_and_head_count_comes_from_the_config():
+    window = attnbench.flex.variant("window", "x", factory=generate_sliding_window, options={"window_size": 8})
+    assert window.options == {"window_size": 8, "backend": "auto"}
+    q = torch.randn(1, 1, 12, 4)
+    for size in (8, 2):
+        config = attnbench.AttentionConfig(num_heads=1, head_dim=4, options={"window_size": size})
+        _, weights = build_attention(window, config)(q, q, q, need_weights=True)
+        assert weights[0, 0, 11, : 11 - size].abs().max() == 0 and weights[0, 0, 11, 11 - size] > 0
+    alibi = attnbench.flex.variant("alibi", "x", factory=generate_alibi_bias, from_config={"H": "num_heads"})
+    assert alibi.options == {"backend": "auto"}
+    module = build_attention(alibi, attnbench.AttentionConfig(num_heads=4, head_dim=4))
+    scores = module.inner.bound_mods(1, 3, 3, q.device)["score_mod"](torch.tensor(0.0), *map(torch.tensor, (0, 3, 2, 0)))
+    assert scores.item() == pytest.approx(-2.0 * 2 ** -8.0)  # the 4th of 4 heads: slope 2^-8
+
+
+def test_tensor_options_are_shown_by_shape_and_unknown_options_are_refused():
+    def gather_bias(score, b, h, q_idx, kv_idx, *, table=torch.zeros(4, 32)):
+        return score + table[h, q_idx]
+
+    spec = attnbench.flex.variant("tabled", "x", score_mod=gather_bias)
+    assert str(spec.options["table"]) == "Tensor[4, 32] float32"
+    with pytest.raises(PluginError, match="'typo-opt': options 'windw' are not parameters of its mods"):
+        attnbench.flex.variant("typo-opt", "x", factory=generate_sliding_window, options={"window_size": 2, "windw": 3})
+    with pytest.raises(PluginError, match="'no-window': factory generate_sliding_window has parameter 'window_size' "
+                                          "without a value"):
+        attnbench.flex.variant("no-window", "x", factory=generate_sliding_window)
+
+
+def test_an_output_mod_post_processes_the_output_on_every_backend():
+    import torch.nn.functional as F
+
+    def gelu_scores(score, b, h, q_idx, kv_idx):
+        return torch.log(F.gelu(score) + 1.0)
+
+    def undo_softmax(out, lse, v_sum, offset=1.0):
+        return out * lse.exp().unsqueeze(-1) - offset * v_sum
+
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 2, 10, 8, generator=g) for _ in range(3))
+    padding = torch.ones(2, 1, 1, 10, dtype=torch.bool)
+    padding[1, ..., 7:] = False
+    scores = F.gelu(q @ k.transpose(-2, -1) / 8 ** 0.5).masked_fill(~padding, 0.0)
+    want = scores @ v  # GELU attention, written out
+    for backend in ("dense", "flex"):
+        spec = attnbench.flex.variant("gelu", "x", score_mod=gelu_scores, output_mod=undo_softmax, backend=backend)
+        assert not spec.weights and spec.options == {"offset": 1.0, "backend": backend}
+        out = build_attention(spec, attnbench.AttentionConfig(num_heads=2, head_dim=8))(q, k, v, attn_mask=padding)
+        assert (out - want).abs().max() < 1e-4, backend
+
+
+# -- measurement -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant_kwargs", [{"mask_mod": prefix_lm}, {"score_mod": latent_rope}],
+                         ids=["mask_mod", "score_mod-with-dot"])
+def test_a_flex_row_measures_flex_its_flops_latency_and_memory(variant_kwargs):
+    from attnbench.nn import SequenceClassifier
+    from attnbench.runner.meter import Meter
+
+    tokens = torch.randint(1, 50, (4, 20))
+    mask = torch.ones(4, 20, dtype=torch.bool)
+    figures, calls = {}, {}
+    for backend in ("dense", "flex"):
+        spec = attnbench.flex.variant("measured", "x", backend=backend, **variant_kwargs)
+        torch.manual_seed(0)
+        model = SequenceClassifier(spec, vocab_size=50, num_classes=3, max_len=20, dim=16, depth=1, heads=2, ff_dim=32)
+        meter = Meter(torch.device("cpu"), latency_repeats=2)
+        meter.model(model, tokens, mask)
+        figures[backend] = meter.figures()
+        calls[backend] = model.encoder.layers[0].attn.attention.inner.backend_calls
+    # every measured call (FLOPs, warm-up, latency, training-step memory) took the backend the row names
+    assert set(calls["flex"]) == {"flex"} and calls["flex"]["flex"] >= 5 and set(calls["dense"]) == {"dense"}
+    # FLOPs of flex counted outside the counter: its two matrix products plus the mod's own, equal to dense's
+    assert figures["flex"]["flops_per_example"] == figures["dense"]["flops_per_example"] > 0
+    assert figures["flex"]["step_peak_mb"] > 0 and figures["flex"]["infer_ms_per_batch"] > 0
+
+
 @pytest.fixture(scope="module")
 def flexmods_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/plugin_packages/attnbench-flexmods, installed by pip into a folder (no network)."""

@@ -78,7 +78,8 @@ def walk(obj: Any, path: str, depth: int = 0, seen: set[int] | None = None) -> I
 
 def rebind(obj: Any, replace: dict[int, Any], depth: int = 0) -> Any:
     """``obj`` rebuilt with every captured tensor or module whose ``id`` is in ``replace`` swapped
-    for its replacement; parts that capture none of them are returned as they are."""
+    for its replacement (globals excepted: see :func:`global_uses`); parts that capture none of
+    them are returned as they are."""
     if not replace or depth > _MAX_DEPTH:
         return obj
     if id(obj) in replace:
@@ -126,19 +127,49 @@ def _rebind_function(fn: types.FunctionType, replace: dict[int, Any], depth: int
     changed |= any(a is not b for a, b in zip(defaults, fn.__defaults__ or (), strict=False))
     kwdefaults = {k: rebind(d, replace, depth + 1) for k, d in (fn.__kwdefaults__ or {}).items()}
     changed |= any(kwdefaults[k] is not d for k, d in (fn.__kwdefaults__ or {}).items())
-    globals_ = fn.__globals__
-    swapped = {name: replace[id(globals_[name])] for name in code.co_names
-               if name in globals_ and id(globals_[name]) in replace}
-    if swapped:
-        globals_ = {**globals_, **swapped}
-        changed = True
     if not changed:
         return fn
-    new = types.FunctionType(code, globals_, fn.__name__, defaults or None, tuple(cells) or None)
+    new = types.FunctionType(code, fn.__globals__, fn.__name__, defaults or None, tuple(cells) or None)
     new.__kwdefaults__ = kwdefaults or None
     new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
     new.__dict__.update(fn.__dict__)
     return new
+
+
+def global_uses(obj: Any, depth: int = 0, seen: set[int] | None = None) -> list[tuple[dict[str, Any], str]]:
+    """``(globals, name)`` of every tensor or module a function inside ``obj`` reads as a global.
+
+    A global cannot be swapped by rebuilding the function: torch.compile (which eager
+    ``flex_attention`` runs the mods through) reads the defining module's own globals, so the
+    module sets them to its tensors for the duration of each call (:meth:`FlexAttention.own_tensors`).
+    """
+    torch = _torch()
+    seen = set() if seen is None else seen
+    if depth > _MAX_DEPTH or id(obj) in seen or isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        return []
+    seen.add(id(obj))
+    found: list[tuple[dict[str, Any], str]] = []
+    if isinstance(obj, functools.partial):
+        for part in (obj.func, *obj.args, *obj.keywords.values()):
+            found += global_uses(part, depth + 1, seen)
+    elif isinstance(obj, types.FunctionType):
+        for name in obj.__code__.co_names:
+            if isinstance(obj.__globals__.get(name), (torch.Tensor, torch.nn.Module)):
+                found.append((obj.__globals__, name))
+        for cell in obj.__closure__ or ():
+            try:
+                found += global_uses(cell.cell_contents, depth + 1, seen)
+            except ValueError:
+                continue
+        for default in (*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()):
+            found += global_uses(default, depth + 1, seen)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            found += global_uses(item, depth + 1, seen)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            found += global_uses(item, depth + 1, seen)
+    return found
 
 
 def is_trainable(tensor: Any) -> bool:

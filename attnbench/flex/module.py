@@ -12,6 +12,9 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -39,7 +42,8 @@ class FlexAttention(nn.Module):
     """FlexAttention with a variant's ``score_mod`` / ``mask_mod``; see :mod:`attnbench.flex`.
 
     ``last_backend`` says which path the latest forward took (``compiled``, ``flex`` or
-    ``dense``); ``fallback_reason`` holds why ``auto`` abandoned ``flex_attention``, if it did.
+    ``dense``) and ``backend_calls`` counts the forwards each path took; ``fallback_reason`` holds
+    why ``auto`` abandoned ``flex_attention``, if it did.
     """
 
     def __init__(self, definition: FlexDefinition, config: AttentionConfig) -> None:
@@ -53,6 +57,7 @@ class FlexAttention(nn.Module):
             )
         self.dropout = config.dropout
         self.last_backend: str | None = None
+        self.backend_calls: Counter[str] = Counter()
         self.fallback_reason: str | None = None
         self._calls = 0
         self._captured: dict[int, str] = {}  # id(tensor or module a mod captured) -> attribute holding ours
@@ -62,9 +67,11 @@ class FlexAttention(nn.Module):
         if definition.factory is not None and not definition.per_call("factory"):
             mods = self._split(self._call_factory(self._resolve(self._values)))
         self._mods = mods
+        self._globals: list[tuple[dict[str, Any], str, int]] = []
         for role, mod in (*mods.items(), ("output_mod", definition.output_mod)):
             if mod is not None:
                 self._own_captured(role, mod)
+                self._globals += [(g, n, id(g[n])) for g, n in capture.global_uses(mod) if id(g[n]) in self._captured]
         self._cache: tuple[Any, ...] | None = None
 
     # -- building --------------------------------------------------------------------------------------------
@@ -227,9 +234,27 @@ class FlexAttention(nn.Module):
                 named[id(value)] = f"per-batch context {key!r}"
         return named
 
+    @contextmanager
+    def own_tensors(self) -> Iterator[None]:
+        """Within the block, module globals a mod reads name this module's copies (forward enters it)."""
+        saved = [(g, name, g[name]) for g, name, _ in self._globals]
+        try:
+            for g, name, original in self._globals:
+                g[name] = getattr(self, self._captured[original])
+            yield
+        finally:
+            for g, name, value in saved:
+                g[name] = value
+
     # -- forward ---------------------------------------------------------------------------------------------
 
     def forward(self, q, k, v, attn_mask=None, is_causal=False, need_weights=False):
+        if not self._globals:
+            return self._forward(q, k, v, attn_mask, is_causal, need_weights)
+        with self.own_tensors():
+            return self._forward(q, k, v, attn_mask, is_causal, need_weights)
+
+    def _forward(self, q, k, v, attn_mask, is_causal, need_weights):
         dropout = self.dropout if self.training else 0.0
         self._calls += 1
         backend = self.backend
@@ -258,8 +283,10 @@ class FlexAttention(nn.Module):
                 )
             else:
                 self.last_backend = backend
+                self.backend_calls[backend] += 1
                 return out
         self.last_backend = "dense"
+        self.backend_calls["dense"] += 1
         out, weights = self._dense(q, k, v, attn_mask, is_causal, dropout, mods)
         return (out, weights) if need_weights else out
 
@@ -355,7 +382,7 @@ class FlexAttention(nn.Module):
         else:
             # The counter cannot dispatch flex_attention's higher-order op: run it outside, count its two
             # matrix products as torch counts SDPA's, and the score_mod's own work by evaluating it here.
-            with outside_flop_counter():
+            with outside_flop_counter(), _eager_hop(not torch.is_grad_enabled()):
                 result = call(mods["score_mod"])
             add_flops(counter, "flex_attention", 2 * b * h * lq * lk * (q.shape[-1] + v.shape[-1]))
             if mods["score_mod"] is not None:
@@ -363,11 +390,30 @@ class FlexAttention(nn.Module):
         if not want_lse:
             return result
         out, lse = result
-        with outside_flop_counter() if counter is not None else _nothing():
+        with outside_flop_counter() if counter is not None else _nothing(), _eager_hop(
+                counter is not None and not torch.is_grad_enabled()):
             zero_out, zero_lse = run(q, k, v, score_mod=_zero_score, block_mask=block_mask, scale=scale,
                                      return_lse=True)
         v_sum = zero_out * zero_lse.exp().unsqueeze(-1)
         return self._output(mods["output_mod"], out, lse, v_sum)
+
+
+@contextmanager
+def _eager_hop(enabled: bool) -> Iterator[None]:
+    """Without gradients, run flex_attention's higher-order op eagerly, not through torch.compile:
+    compiling it beside a FLOP counter left torch.compile's cache so that the next call with
+    gradients failed (``Unsupported: Attempted to inline function marked as skipped``, torch 2.9)."""
+    import torch.nn.attention.flex_attention as flex_module
+
+    if not enabled or not hasattr(flex_module, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
+        yield
+        return
+    saved = flex_module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
+    flex_module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+    try:
+        yield
+    finally:
+        flex_module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = saved
 
 
 def _zero_score(score, b, h, q_idx, kv_idx):

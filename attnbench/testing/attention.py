@@ -366,7 +366,7 @@ def check_mods(spec: AttentionSpec) -> None:
     for backend in FLEX_BACKENDS:
         for what, causal, mask in cases:
             module = _build(spec, causal=causal, backend=backend)
-            with flex.batch_context(**context):
+            with flex.batch_context(**context), module.inner.own_tensors():
                 out = module(q, k, v, attn_mask=mask, is_causal=causal)
                 ran = module.inner.last_backend
                 mods = module.inner.bound_mods(B, length, length, q.device)
