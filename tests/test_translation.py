@@ -294,3 +294,20 @@ def test_smoke_run_on_moses_files_reports_progress(tmp_path):
     steps = TASK.profiles["smoke"]["steps"]
     assert ctx.progress.total == steps and len(ctx.progress.losses) == steps
     assert metrics["copy_bleu"] == pytest.approx(sacrebleu.corpus_bleu(EN[2:5], [FR[2:5]]).score)
+
+
+@pytest.mark.parametrize("variant", ["sdpa", "rope", "alibi", "linear", "gqa", "cosformer"])
+def test_stepped_decoding_gives_the_tokens_of_recomputing(variant):
+    """Greedy and beam search step the decoder's cache (incremental variants) or recompute (cosformer):
+    either way the tokens equal those of re-running the decoder over the whole prefix."""
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(plugins.get_attention(variant), vocab_size=50, max_len=30, dim=32, encoder_depth=1,
+                               decoder_depth=2, heads=4, ff_dim=64).eval()
+    src = torch.randint(4, 50, (4, 9), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(src, dtype=torch.bool)
+    mask[1, 6:], mask[3, 3:] = False, False
+    src[~mask] = data.PAD
+    assert model.decoder.incremental == plugins.get_attention(variant).incremental
+    recomputed = greedy(model, src, mask, cache=False)
+    assert greedy(model, src, mask) == recomputed and sum(map(len, recomputed)) > 20
+    assert beam_search(model, src, mask, beam=3) == beam_search(model, src, mask, beam=3, cache=False)

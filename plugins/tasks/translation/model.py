@@ -92,7 +92,8 @@ class _NextLogits:
 
     def __init__(self, model: Seq2SeqTransformer, memory: torch.Tensor, src_mask: torch.Tensor, cache: bool) -> None:
         self.model, self.memory, self.src_mask = model, memory, src_mask
-        self.state = model.start_decoding(memory, src_mask) if cache and model.decoder.incremental else None
+        stepped = cache and isinstance(getattr(model, "decoder", None), Decoder) and model.decoder.incremental
+        self.state = model.start_decoding(memory, src_mask) if stepped else None
 
     def __call__(self, seqs: torch.Tensor) -> torch.Tensor:
         if self.state is None:
