@@ -61,11 +61,12 @@ def max_diff(a, b) -> float:
 
 # -- the chunked scans against their recurrences ----------------------------------------------
 
+@pytest.mark.parametrize("strength", [3.0, 1 / 16])  # strong decays: the exact form; GLA-like: factorised
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("chunk", [1, 7, 16])
-def test_chunked_gated_linear_equals_its_recurrence(per_channel, chunk):
+def test_chunked_gated_linear_equals_its_recurrence(per_channel, chunk, strength):
     q, k, v = qkv(dtype=torch.float64)
-    g = F.logsigmoid(torch.randn(B, H, L, D if per_channel else 1, dtype=torch.float64) * 3)
+    g = F.logsigmoid(torch.randn(B, H, L, D if per_channel else 1, dtype=torch.float64) * 3) * strength
     s0 = torch.randn(B, H, D, D, dtype=torch.float64)
     out, state = chunked_gated_linear(q, k, v, g, chunk=chunk, initial_state=s0)
     ref, ref_state = recurrent_gated_linear(q, k, v, g, initial_state=s0)

@@ -36,6 +36,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+#: The largest |Σ g| over a chunk for which the per-channel decays are factorised (see
+#: :func:`chunked_gated_linear`): factors up to e^{SPAN/2}, products of masked entries up to e^{SPAN}.
+FACTORISED_SPAN = 60.0
+
 
 def _state(q: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:
     b, h, _, k = q.shape
@@ -68,19 +72,31 @@ def chunked_gated_linear(q, k, v, g, *, chunk: int = 16, initial_state=None):
     Inside a chunk with cumulative log-decays ``b_i = Σ_{s≤i} g_s`` (from the chunk's start):
     ``o_i = (q_i ⊙ e^{b_i}) S_0 + Σ_{j≤i} Σ_d q_id k_jd e^{b_id − b_jd} v_j``; the decay
     factors are formed as differences ``b_i − b_j ≤ 0`` (masked above the diagonal before the
-    exponential), so nothing overflows however strong the decay. The (C, C, K) intra-chunk
-    factor is why the default chunk is small; a per-position decay (K = 1) makes it (C, C).
+    exponential), so nothing overflows however strong the decay. When the decays are moderate
+    (``C·max|g| ≤ FACTORISED_SPAN``, always the case for GLA's ``logsigmoid/16`` gates with
+    logits above −60) the factor is split at the chunk's middle into a query side and a key side
+    and the intra-chunk scores are one matmul; otherwise the exact (C, C, K) product is formed.
+    A per-position decay (K = 1) needs only the (C, C) factor.
     """
     length = q.shape[2]
     n = max(1, math.ceil(length / chunk))
     qc, kc, vc, gc = (_chunks(t, chunk, n) for t in (q, k, v, g))  # padding: g = 0, k = v = 0
     b = gc.cumsum(3)  # (B, H, n, C, K|1)
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
-    diff = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[:, :, None], float("-inf"))
+
+    def decay() -> torch.Tensor:  # e^{b_i − b_j} for j ≤ i, 0 above the diagonal: (…, C, C, K|1)
+        diff = b[..., :, None, :] - b[..., None, :, :]
+        return diff.masked_fill(~causal[:, :, None], float("-inf")).exp()
+
     if g.shape[-1] == 1:
-        scores = (qc @ kc.transpose(-2, -1)) * diff[..., 0].exp()
-    else:
-        scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, diff.exp())
+        scores = (qc @ kc.transpose(-2, -1)) * decay()[..., 0]
+    elif -gc.amin().item() * chunk <= FACTORISED_SPAN:
+        # e^{b_i − b_j} = e^{b_i − b_m} · e^{b_m − b_j} (m the chunk's middle): one matmul instead of a
+        # (C, C, K) product, ~20× faster; each factor stays below e^{SPAN/2}, so nothing overflows.
+        mid = b[..., chunk // 2 : chunk // 2 + 1, :]
+        scores = ((qc * (b - mid).exp()) @ (kc * (mid - b).exp()).transpose(-2, -1)).masked_fill(~causal, 0)
+    else:  # decays too strong to factorise in floating point: the exact (C, C, K) form
+        scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, decay())
     intra = scores @ vc
     q_read = qc * b.exp()  # reads the state left by the previous chunks
     last = b[..., -1:, :]  # (B, H, n, 1, K|1): the whole chunk's log-decay
