@@ -358,35 +358,64 @@ def test_a_flex_row_measures_flex_its_flops_latency_and_memory(variant_kwargs):
 
 @pytest.fixture(scope="module")
 def flexmods_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/plugin_packages/attnbench-flexmods, installed by pip into a folder (no network)."""
+    """tests/plugin_packages/attnbench-flexmods and attnbench-gymmods, installed by pip into a folder (no network)."""
     root = tmp_path_factory.mktemp("flexmods")
-    shutil.copytree(PACKAGES / "attnbench-flexmods", root / "src")  # builds leave files behind; keep tests/ clean
+    sources = []
+    for name in ("attnbench-flexmods", "attnbench-gymmods"):
+        sources.append(root / name)
+        shutil.copytree(PACKAGES / name, sources[-1])  # builds leave files behind; keep tests/ clean
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(root / "site"), str(root / "src")], check=True, capture_output=True, text=True)
+                    "--target", str(root / "site"), *map(str, sources)], check=True, capture_output=True, text=True)
     return root / "site"
 
 
-def test_third_party_flex_variants_run_listops_through_attnbench_run(flexmods_site: Path, tmp_path: Path):
-    store = tmp_path / "flex.sqlite"
-    # One pairing proves the path (prefix-lm is checked by the package's own conformance run below);
-    # the generous timeout is for a loaded CI machine, the pairing takes seconds on an idle one.
-    ran = run_cli("run", "--tasks", "listops", "--variants", "softcap", "--profile", "smoke",
-                  "--variant-option", "softcap.cap=5", "--store", str(store), site=flexmods_site, cwd=tmp_path,
-                  env={"OMP_NUM_THREADS": "1"}, timeout=600)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    report = run_cli("report", "--store", str(store), "--format", "json", site=flexmods_site)
+def _entries(store: Path, site: Path) -> dict[tuple[str, str], dict]:
+    report = run_cli("report", "--store", str(store), "--format", "json", site=site)
     assert report.returncode == 0, report.stderr
-    entries = {e["variant"]: e for t in json.loads(report.stdout)["tasks"] for e in t["entries"]}
-    # the option is part of the variant's name in the table, so it never ranks as the default softcap
-    assert {name: e["status"] for name, e in entries.items()} == {"softcap[cap=5.0]": "ok"}, report.stdout
-    assert 0.0 <= entries["softcap[cap=5.0]"]["metrics"]["accuracy"] <= 1.0
+    return {(t["task"], e["variant"]): e for t in json.loads(report.stdout)["tasks"] for e in t["entries"]}
 
 
-def test_the_package_passes_attnbench_conformance_kit_with_pytest(flexmods_site: Path):
-    """The flexmods package's own tests subclass AttentionConformance, as a third party's would."""
-    tests_dir = PACKAGES / "attnbench-flexmods" / "tests"
-    env = {**os.environ, "PYTHONPATH": str(flexmods_site), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
-                             str(tests_dir), str(tests_dir)], capture_output=True, text=True, env=env, timeout=600)
+def test_attention_gym_style_variants_run_listops_and_text_classification_to_ok(flexmods_site: Path, tmp_path: Path):
+    listed = run_cli("list", "attention", site=flexmods_site)
+    assert listed.returncode == 0 and "window_size=8" in listed.stdout and "image_token_length=16" in listed.stdout
+    store = tmp_path / "gym.sqlite"
+    # Two training steps are enough to prove the wiring; the timeout is for a loaded CI machine.
+    ran = run_cli("run", "--tasks", "listops,text-classification", "--variants", "gym-*,softcap", "--profile", "smoke",
+                  "--set", "steps=2", "--variant-option", "softcap.cap=5", "--variant-option",
+                  "gym-sliding-window.window_size=4", "--jobs", "2", "--store", str(store), site=flexmods_site,
+                  cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    entries = _entries(store, flexmods_site)
+    gym = ("gym-document", "gym-flamingo", "gym-latent-rope", "gym-graphormer", "gym-sliding-window[window_size=4]",
+           "gym-alibi", "gym-gelu", "softcap[cap=5.0]")
+    statuses = {key: e["status"] for key, e in entries.items()}
+    assert statuses == {(task, v): "ok" for task in ("listops", "text-classification") for v in gym}, statuses
+    # Graphormer's learnable table belongs to the model: one (2 heads × 10 buckets) table in smoke ListOps' one layer
+    assert entries["listops", "gym-graphormer"]["cost"]["params"] == (
+        entries["listops", "gym-alibi"]["cost"]["params"] + 2 * 10)
+
+
+def test_packed_listops_hands_document_ids_to_a_flex_row_that_measures_flex(flexmods_site: Path, tmp_path: Path):
+    store = tmp_path / "packed.sqlite"
+    ran = run_cli("run", "--tasks", "listops", "--variants", "gym-document", "--profile", "smoke", "--set", "pack=2",
+                  "--set", "steps=2", "--variant-option", "gym-document.backend=flex", "--store", str(store),
+                  site=flexmods_site, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=600)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    (entry,) = _entries(store, flexmods_site).values()
+    assert entry["status"] == "ok" and 0.0 <= entry["metrics"]["accuracy"] <= 1.0
+    assert entry["cost"]["flops_per_example"] > 0 and entry["cost"]["step_peak_mb"] > 0
+
+
+def test_the_packages_pass_attnbench_conformance_kit_with_pytest(flexmods_site: Path):
+    """The packages' own tests subclass AttentionConformance, as a third party's would; the kit's
+    `mods` check compares every variant with the element-wise reference on dense and flex."""
+    dirs = [str(PACKAGES / name / "tests") for name in ("attnbench-flexmods", "attnbench-gymmods")]
+    env = {**os.environ, "PYTHONPATH": str(flexmods_site), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "--rootdir",
+                             str(PACKAGES), *dirs], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+    checked = {line.rsplit("[", 1)[-1].rstrip("]") for line in result.stdout.splitlines()
+               if line.startswith("PASSED") and "::test_mods[" in line}
+    assert checked == {"softcap", "prefix-lm", "gym-document", "gym-flamingo", "gym-latent-rope", "gym-graphormer",
+                       "gym-sliding-window", "gym-alibi", "gym-gelu"}, result.stdout[-3000:]

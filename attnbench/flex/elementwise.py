@@ -37,7 +37,30 @@ class _IndexWithTensors(TorchFunctionMode):
             leaves = pytree.tree_leaves(args[1])
             if leaves and all(isinstance(x, torch.Tensor) for x in leaves):
                 return torch.ops.aten.index(args[0], leaves)
+            mixed = _as_index_list(args[0], args[1])
+            if mixed is not None:
+                return torch.ops.aten.index(args[0], mixed)
         return func(*args, **(kwargs or {}))
+
+
+def _as_index_list(target: torch.Tensor, index: Any) -> list[torch.Tensor | None] | None:
+    """``table[b, q_idx, kv_idx, 2]`` or ``table[h, :, kv_idx]`` as ``aten.index`` indices: an int is a
+    0-d index (integers among tensor indices are advanced indices, as in NumPy), a full slice None.
+    None where the index has other parts (a partial slice, a new axis, an ellipsis)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if not any(isinstance(p, torch.Tensor) for p in parts) or len(parts) > target.dim():
+        return None
+    out: list[torch.Tensor | None] = []
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            out.append(part)
+        elif isinstance(part, int) and not isinstance(part, bool):
+            out.append(torch.tensor(part, device=target.device))
+        elif isinstance(part, slice) and part == slice(None):
+            out.append(None)
+        else:
+            return None
+    return out
 
 
 def _vmapped(fn: Callable[..., Any], score: bool) -> Callable[..., Any]:

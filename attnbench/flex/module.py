@@ -210,6 +210,7 @@ class FlexAttention(nn.Module):
                tuple(id(getattr(self, v.attr)) for v in self._values.values() if isinstance(v, _Owned)))
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
+        self._per_call_values = per_call
         values = {**self._resolve(self._values), **per_call}
         mods = dict(self._mods)
         if d.factory is not None and d.per_call("factory"):
@@ -229,7 +230,8 @@ class FlexAttention(nn.Module):
     def names(self, extra: dict[str, Any] | None = None) -> dict[int, str]:
         """``id(tensor) -> name`` of every tensor the mods may index, for error messages."""
         named = {id(getattr(self, attr)): what for attr, what in self._labels.items()}
-        for key, value in {**current_context(), **(extra or {})}.items():
+        given = {**getattr(self, "_per_call_values", {}), **current_context(), **(extra or {})}
+        for key, value in given.items():
             if isinstance(value, torch.Tensor):
                 named[id(value)] = f"per-batch context {key!r}"
         return named
