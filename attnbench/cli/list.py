@@ -78,8 +78,9 @@ def attention_terminal(loaded: plugins.Plugins) -> tuple[list[str], list[list[ob
         flags = {**spec.capabilities(), "exact": spec.exact, "needs_max_len": spec.needs_max_len,
                  "incremental": bool(getattr(spec, "incremental", False))}
         options = ", ".join(f"{k}={v}" for k, v in spec.options.items())
-        dist = loaded.info_for("attention", spec.name).distribution
-        rows.append([spec.name, spec.complexity, _letters(flags), dist,
+        source = loaded.attention.source(spec.name)  # distribution:entry-point; built-ins just "attnbench"
+        rows.append([spec.name, spec.complexity, _letters(flags), source.split(":")[0] if source.startswith(
+            "attnbench:") else source,
                      spec.summary + (f" (options: {options})" if options else "")])
     legend = "capabilities: " + "  ".join(f"{letter}={key}" for key, letter in LETTERS) + "  (· = no); " \
         "every field: --format json"
