@@ -5,6 +5,10 @@ kernels). torch registers formulas for the CUDA SDPA kernels only, so ``sdpa`` o
 which dispatches to the CPU flash kernel, would count 0 FLOPs and every ratio to it would
 be meaningless. :func:`flop_counter` registers that kernel with the count torch uses for
 its CUDA kernels (two batched matrix products) before returning a counter.
+
+FlexAttention's higher-order ops cannot run under the counter's dispatch mode. Its backward
+is run and counted by the counter (four matrix products); its forward is run outside the
+mode by attnbench.flex's module, which counts it with :func:`add_flops`.
 """
 
 from __future__ import annotations
