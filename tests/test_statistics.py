@@ -5,10 +5,12 @@ public store API; the report is read back through the library and through the CL
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,22 @@ def test_json_md_and_csv_carry_the_interval_and_the_paired_difference(tmp_path: 
     (csv_file,) = out.glob("t-quick-*.csv")
     line = next(r for r in csv.DictReader(io.StringIO(csv_file.read_text())) if r["variant"] == "close")
     assert line["accuracy ↑"] == "0.72 ± 0.11" and line["Δ sdpa"] == "+0.020 ± 0.012"
+
+
+def test_the_html_report_shows_intervals_the_critical_difference_diagram_and_the_exclusions(tmp_path: Path):
+    offsets = {"sdpa": 0.0, "a": 0.05, "b": -0.05, "c": -0.1}
+    rows = [_row(task, v, seed, 0.6 + off + 0.01 * seed, baseline=base)
+            for task, base in (("listops", 0.2), ("lra-text", 0.2), ("text-classification", 0.9))
+            for v, off in offsets.items() for seed in range(2)]
+    path = _store(tmp_path, rows)
+    result = run_cli("report", "--store", str(path), "--out", str(tmp_path / "md"), "--html", str(tmp_path / "site"))
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "site" / "report.html").read_text()
+    (diagram,) = re.findall(r'alt="critical difference diagram, [^"]+" src="data:image/png;base64,([^"]+)"', page)
+    assert base64.b64decode(diagram).startswith(b"\x89PNG")
+    assert "Friedman over 3 tasks × 4 variants (the complete group)" in page
+    assert "normalized score excludes text-classification: sdpa 0.605 ± 0.064 does not beat the baseline" in page
+    assert "<th>Δ sdpa</th>" in page and "<td>0.605 ± 0.064</td>" in page
+    assert "listops (accuracy ↑)" in page  # matrix columns name metric and direction
+    overall = (tmp_path / "md" / "overall.md").read_text()
+    assert "- Nemenyi" not in overall and "- Friedman over 3 tasks" in overall
