@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
+from attnbench.nn.kv_cache import KVCache, softmax_over_cache
 from attnbench.nn.masks import dense_mask
 
 
@@ -176,6 +177,24 @@ class ALiBiAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         return offset_biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
 
+    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state):
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q, k, v, state):
+        """The newest chunk (positions ``length … length+T-1``) over every cached key, biased by -m_h·|i-j|."""
+        keys, values = state.append(k, v)
+        t, total = q.shape[-2], keys.shape[-2]
+        qpos = torch.arange(total - t, total, device=q.device)
+        distance = (torch.arange(total, device=q.device)[None, :] - qpos[:, None]).abs()
+        bias = -self.slopes.to(q.device)[:, None, None] * distance  # (H, T, total)
+        dropout = self.dropout if self.training else 0.0
+        return softmax_over_cache(q, keys, values, bias=bias, dropout=dropout), state
+
 
 @attnbench.hookimpl
 def register_attention(register):
@@ -188,4 +207,5 @@ def register_attention(register):
         arbitrary_mask=True,
         weights=True,
         citation="Press et al. 2022, Train Short, Test Long: Attention with Linear Biases (ICLR)",
+        incremental=True,
     ))
