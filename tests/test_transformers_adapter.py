@@ -185,3 +185,12 @@ def test_decoding_state_refuses_padding():
     ids, mask = batch([6, 4], length=6)
     with torch.no_grad(), pytest.raises(PluginError, match="takes no padding"):
         adapter.generate(model, ids, attention_mask=mask, max_new_tokens=3, do_sample=False, eos_token_id=None)
+
+
+def test_beam_search_reorders_the_decoding_states():
+    model = gpt2(adapter.register("rope"))
+    ids, _ = batch([6, 6], length=6)
+    with torch.no_grad():
+        got = adapter.generate(model, ids, max_new_tokens=6, num_beams=3, do_sample=False, eos_token_id=None)
+        want = model.generate(ids, max_new_tokens=6, num_beams=3, do_sample=False, eos_token_id=None, use_cache=False)
+    assert torch.equal(got, want)
