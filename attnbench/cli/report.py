@@ -91,7 +91,7 @@ def _rich(title: str, header: list[str], body: list[list[str]], notes: list[str]
     for h in header:
         table.add_column(h, overflow="fold")
     for cells in body:
-        table.add_row(*cells)
+        table.add_row(*map(Text, cells))  # Text: a plugin's name is never read as rich markup
     return Group(Text(title), table, *(Text(n) for n in notes))
 
 
@@ -99,8 +99,8 @@ def _columns(args: argparse.Namespace) -> list[str] | None:
     """The terminal's column selection: None for every column."""
     if args.wide:
         return None
-    if args.columns is None:
-        return list(NARROW)
+    if args.columns is None:  # compared environments: which environment a line is from is part of its name
+        return list(NARROW[:2]) + ["environment"] * args.compare_environments + list(NARROW[2:])
     wanted = [c.strip() for c in args.columns.split(",") if c.strip()]
     if not wanted:
         raise DataError(f"--columns {args.columns!r} names no column; e.g. --columns {','.join(NARROW)}, or --wide")
