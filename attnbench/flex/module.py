@@ -31,6 +31,17 @@ from attnbench.nn.masks import dense_mask
 from attnbench.specs import AttentionConfig
 
 
+class _Shared(list):
+    """A list that copies as itself: it holds module globals dicts, which a deep copy of the model
+    (an EMA copy, a best checkpoint) must share, not duplicate."""
+
+    def __deepcopy__(self, memo: dict) -> _Shared:
+        return self
+
+    def __copy__(self) -> _Shared:
+        return self
+
+
 class _Owned:
     """A value the module registered (a parameter, buffer or submodule), looked up at each forward."""
 
@@ -67,7 +78,7 @@ class FlexAttention(nn.Module):
         if definition.factory is not None and not definition.per_call("factory"):
             mods = self._split(self._call_factory(self._resolve(self._values)))
         self._mods = mods
-        self._globals: list[tuple[dict[str, Any], str, int]] = []
+        self._globals: _Shared = _Shared()
         for role, mod in (*mods.items(), ("output_mod", definition.output_mod)):
             if mod is not None:
                 self._own_captured(role, mod)
