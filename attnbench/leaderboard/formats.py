@@ -52,7 +52,9 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     body = []
     ranks = table.ranks()
     front = table.pareto()
-    for e in table.entries:
+    # By rank, then by mean (entries are sorted by mean): a noisy variant can out-rank a better mean.
+    order = sorted(table.entries, key=lambda e: ranks.get(e.variant, len(table.entries) + 1))
+    for e in order:
         cells = [str(ranks.get(e.variant, "—")), e.variant, *([e.environment] if compared else []), e.status, str(e.seeds)]
         for m in metrics:
             v = e.metrics.get(m)
@@ -193,6 +195,10 @@ def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Swee
     def matrix(m: Matrix) -> dict:
         out = asdict(m)
         out["order"] = m.order()
+        if m.friedman is not None:
+            out["friedman"]["significant"] = m.friedman.significant()
+            out["friedman"]["not_significantly_different"] = m.friedman.cliques()
+        out["notes"] = matrix_notes(m)
         return out
 
     def sweep(s: Sweep) -> dict:
