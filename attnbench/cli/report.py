@@ -13,8 +13,8 @@ from attnbench.store import DEFAULT_STORE, Store
 
 #: Every file ``report`` writes, as its help and the README name them (checked by tests/test_terminal_output.py).
 OUTPUT_FILES: tuple[tuple[str, str], ...] = (
-    ("<task>-<profile>-<config>-<device>.md", "each task table, whole (every column, every note), and its .csv"),
-    ("<task>-<profile>-<config>-<device>.csv", ""),
+    ("<task>-<profile>-<config>-<device>.md", "each task table, whole (every column, every note)"),
+    ("<task>-<profile>-<config>-<device>.csv", "the same table as CSV"),
     ("<task>-<profile>-vs-<key>-<device>.md", "each sweep (run --sweep KEY=…)"),
     ("overall.md", "every variants × tasks matrix with its Friedman test and exclusions"),
     ("overall-<profile>-<environment>.csv", "each matrix"),
@@ -44,7 +44,7 @@ exit status: 0 tables written, 1 the store holds no rows (for --task/--profile),
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="print and write leaderboards from the results store",
-        description="Rank variants per task (mean ± 95 %% interval over seeds, paired difference to sdpa, cost side "
+        description="Rank variants per task (mean ± 95 % interval over seeds, paired difference to sdpa, cost side "
         "by side) and across tasks (Friedman average rank, normalized score). Results from different environments "
         "or task setups get separate tables. The store is opened read-only.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
