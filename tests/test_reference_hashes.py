@@ -25,8 +25,20 @@ from attnbench.leaderboard.tables import setup_hash
 REFERENCE = Path(__file__).parent.parent / "leaderboards" / "cpu-quick-all"
 
 
-def _committed() -> list[dict]:
-    return json.loads((REFERENCE / "leaderboard.json").read_text())["tasks"]
+#: Tables known to be stale, with why they cannot be regenerated here and now. Strict: once the reference is
+#: regenerated the test passes, and pytest fails until the entry is removed.
+STALE = {
+    ("listops", "quick"): "listops gained the `pack` setting (commit 2efb8c2: `--set pack=N`, 1 = one expression a "
+    "sequence, as before) after the reference run, so its quick setup hash is 0ed184d4, not the reference's cf9ffcca "
+    "(same results: pack=1 is the old behaviour). Regenerating needs listops × every variant at quick on an idle "
+    "machine and the reference store, which is not committed; issue 24's three-seed reference run will replace it",
+}
+
+
+def _committed() -> list:
+    tables = json.loads((REFERENCE / "leaderboard.json").read_text())["tasks"]
+    return [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=STALE[(t["task"], t["profile"])]))
+            if (t["task"], t["profile"]) in STALE else t for t in tables]
 
 
 def _code_config(task: str, profile: str) -> dict:
@@ -37,7 +49,8 @@ def _code_config(task: str, profile: str) -> dict:
 
 
 def test_the_reference_has_one_json_table_per_committed_table_file():
-    tables = {f"{t['task']}-{t['profile']}-{t['config_hash'][:8]}" for t in _committed()}
+    committed = json.loads((REFERENCE / "leaderboard.json").read_text())["tasks"]
+    tables = {f"{t['task']}-{t['profile']}-{t['config_hash'][:8]}" for t in committed}
     files = {p.stem for p in REFERENCE.glob("*.md") if p.name != "overall.md"}
     assert {f for f in files if not any(f.startswith(t) for t in tables)} == set(), "a table file not in leaderboard.json"
     assert {t for t in tables if not any(f.startswith(t) for f in files)} == set(), "a json table without its file"
