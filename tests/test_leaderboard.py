@@ -159,3 +159,17 @@ def test_environments_are_compared_only_on_request_and_then_shown_as_a_column():
     header, body = task_rows(table)
     assert header[:3] == ["rank", "variant", "environment"]
     assert [r[1:3] for r in body] == [["sdpa @ cuda:H100", "cuda:H100 | torch 2.9"], ["sdpa @ cpu", "cpu | torch 2.9"]]
+
+
+def test_a_reason_is_kept_whole_and_a_traceback_keeps_its_exception_lines():
+    from attnbench.leaderboard.tables import reason
+
+    long = "attention 'x' does not support padding masks (it hashes buckets),\nwhich task 't' requires. " * 3
+    assert reason(long) == " ".join(line.strip() for line in long.splitlines() if line.strip())  # never cut
+    trace = ('Traceback (most recent call last):\n  File "a.py", line 1, in f\n    boom()\n'
+             "ValueError: first line of the message\nsecond line of the message\n")
+    assert reason(trace) == "ValueError: first line of the message second line of the message"
+    rows = [_row(variant="x", status="unsupported", error=long), _row(variant="sdpa", value=0.5)]
+    (matrix,) = overall_matrix(task_tables(rows, METRICS))
+    header, body = matrix_rows(matrix)
+    assert {r[1]: r[0] for r in body} == {"sdpa": "complete", "x": "none"}

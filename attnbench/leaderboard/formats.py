@@ -106,7 +106,8 @@ def _flags(row: dict[str, str]) -> str:
 
 
 def matrix_rows(matrix: Matrix) -> tuple[list[str], list[list[str]]]:
-    """Header and body of the overall matrix: the complete group by mean rank, then the partial group.
+    """Header and body of the overall matrix: the complete group by mean rank, then the partial group
+    (then variants that ran no task ok, group "none").
 
     Each task column names its metric and direction; a cell is the mean ± its 95 % interval,
     with ⚑ when the variant carries a fairness flag there (the flags column says which).
@@ -122,7 +123,7 @@ def matrix_rows(matrix: Matrix) -> tuple[list[str], list[list[str]]]:
             text = format_interval(value, matrix.intervals.get(v, {}).get(t)) if isinstance(value, float) else value
             cells.append(text + (" ⚑" if t in matrix.flags.get(v, {}) else ""))
         flags = "; ".join(f"{t}: {f}" for t, f in matrix.flags.get(v, {}).items())
-        group = "complete" if v in matrix.complete else "partial"
+        group = "complete" if v in matrix.complete else ("partial" if matrix.covered.get(v) else "none")
         body.append([group, v, *cells, format_value(matrix.normalized.get(v)), format_value(matrix.mean_rank.get(v)),
                      f"{matrix.covered.get(v, 0)}/{total}", flags])
     return header, body
