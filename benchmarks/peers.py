@@ -2,11 +2,11 @@
 
 For every pairing: our module and the peer are built with the same parameters where the math is the
 same (copied tables, projections and random features), their outputs compared on one input
-(max |ours − peer|), then timed by alternating calls (ours, peer, ours, …; median of ``--repeats``)
-so that load on a shared host hits both alike: forward (no_grad) at each of ``--lengths``,
-forward+backward at ``--backward-length``, and the peak of live tensor memory of one forward at
-``--memory-length`` (``attnbench.memory``: torch.profiler's allocation events on CPU, the caching
-allocator on CUDA). Ratio = ours ÷ peer: below 1 attnbench is faster or smaller. Where the
+(max |ours − peer|), then timed by alternating calls (ours, peer, ours, …; ``--repeats`` pairs, the
+time ratio the median of the pairs' ratios) so that load on a shared host hits both alike: forward
+(no_grad) at each of ``--lengths``, forward+backward at ``--backward-length``, and the peak of live
+tensor memory of one forward at ``--memory-length`` (``attnbench.memory``: torch.profiler's
+allocation events on CPU, the caching allocator on CUDA). Ratio = ours ÷ peer: below 1 attnbench is faster or smaller. Where the
 definitions differ, the row says how and the agreement column is blank.
 
 The peers are the ``[peers]`` extra (``pip install -e .[peers]``); a pairing whose package is
@@ -24,6 +24,7 @@ import argparse
 import importlib
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -224,7 +225,7 @@ PEERS: list[Peer] = [
     Peer(variant="nystrom", package="nystrom-attention", module="nystrom_attention", build=_nystrom,
          call="NystromAttention(residual=False), projections bypassed",
          note="the peer scales the pseudo-inverse's first iterate by the largest row and column sums over the whole "
-         "batch, ours per (batch, head) matrix (the paper's Z₀): after 6 iterations the outputs differ by ~1e-3"),
+         "batch, ours per (batch, head) matrix (the paper's Z₀): after 6 iterations the outputs differ by 1e-4 to 1e-3"),
     Peer(variant="linformer", package="linformer", module="linformer", build=_linformer,
          call="LinformerSelfAttention, E and F copied, projections bypassed"),
     Peer(variant="local", package="local-attention", module="local_attention", build=_local,
@@ -293,8 +294,11 @@ def agreement(peer: Peer, args) -> float | None:
     return (mine - other).abs().max().item()
 
 
-def timed_pair(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, before=None) -> tuple[float, float]:
-    """Medians (ms) of alternating timed calls, after one warm-up call of each."""
+def timed_pair(ours: Callable[[], object], theirs: Callable[[], object], repeats: int,
+               before=None) -> tuple[float, float, float]:
+    """Medians (ms) of alternating timed calls after one warm-up call of each, and the median of the
+    per-pair ratios ours_i ÷ peer_i (two adjacent calls share the host's load of that moment, so the
+    paired ratio holds up better on a busy machine than the ratio of the two medians)."""
     for fn in (ours, theirs):
         if before:
             before()
@@ -307,7 +311,8 @@ def timed_pair(ours: Callable[[], object], theirs: Callable[[], object], repeats
             start = time.perf_counter()
             fn()
             times[slot].append(time.perf_counter() - start)
-    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
+    paired = statistics.median(a / b for a, b in zip(*times, strict=True))
+    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3, paired
 
 
 def measure(peer: Peer, args) -> dict:
@@ -361,8 +366,8 @@ def render(rows: list[tuple[Peer, dict]], args) -> str:
         agree = "different definition" if r["agreement"] is None else f"{r['agreement']:.1e}"
         cells = [name, peer.call, agree]
         for key in [f"fwd{n}" for n in args.lengths] + [f"fwdbwd{args.backward_length}"]:
-            mine, theirs = r[key]
-            cells.append(f"**{mine / theirs:.2f}** ({mine:,.1f} vs {theirs:,.1f} ms)")
+            mine, theirs, paired = r[key]
+            cells.append(f"**{paired:.2f}** ({mine:,.1f} vs {theirs:,.1f} ms)")
         mem = r.get("memory")
         cells.append("—" if not mem or not mem[1] else f"**{mem[0] / mem[1]:.2f}** ({mem[0]:,.1f} vs {mem[1]:,.1f})")
         cells.append(peer.note)
@@ -407,14 +412,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((peer, result))
         print(peer.label, result, flush=True)
     table = render(rows, args)
-    command = "OMP_NUM_THREADS=1 python benchmarks/peers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "OMP_NUM_THREADS=1 python benchmarks/peers.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     text = "\n".join([
         "# attnbench's built-in variants beside their PyPI peers, CPU", "",
         "```", command.strip(), "```", "",
         f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, threads {torch.get_num_threads()}",
-        f"- B={args.batch}, H={args.heads}, D={args.head_dim}, float32; ratio = attnbench ÷ peer (below 1: attnbench "
-        f"faster or smaller), median of {args.repeats} alternating calls in one process after one warm-up each; "
+        f"- B={args.batch}, H={args.heads}, D={args.head_dim}, float32; time ratio = attnbench ÷ peer (below 1: "
+        f"attnbench faster), the median over {args.repeats} pairs of adjacent calls (ours, peer) in one process after "
+        "one warm-up each, with each side's median ms in brackets; "
         f"memory = peak live tensor memory of one forward; agreement = max |ours − peer| at L={args.agreement_length}",
         f"- host load average (1/5/15 min) at start {'/'.join(f'{x:.2f}' for x in load_start)}, at end "
         f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}; wall {time.perf_counter() - start:.0f} s"
