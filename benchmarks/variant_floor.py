@@ -44,6 +44,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -217,6 +218,8 @@ def measure(name: str, length: int, args) -> dict:
             best = min(floor_keys, key=medians.get)
             result[f"{tag}_floor_ms"] = medians[best]
             result[f"{tag}_floor_form"] = best[len("floor"):]
+            # Adjacent calls share the host's load of that moment: their ratios' median is steadier.
+            result[f"{tag}_paired"] = statistics.median(a / b for a, b in zip(times["variant"], times[best], strict=True))
     return result
 
 
@@ -233,6 +236,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default=str(Path(__file__).with_name("variant-floor-cpu.md")))
+    parser.add_argument("--note", default="", help="a line added to the table's header (e.g. the host's load)")
     parser.add_argument("--same-process", action="store_true",
                         help="measure every (variant, L) in this process (when starting torch per child is too slow)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -272,15 +276,17 @@ def main() -> None:
     import torch
     header = [
         "# Each built-in variant against its floor (bare-torch formulation of the same math), CPU", "",
-        "```", "OMP_NUM_THREADS=1 python benchmarks/variant_floor.py " + " ".join(sys.argv[1:]), "```", "",
+        "```", "OMP_NUM_THREADS=1 python benchmarks/variant_floor.py " + shlex.join(sys.argv[1:]), "```", "",
         f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.processor() or platform.machine()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
         f"- B={args.batch}, H={args.heads}, D={args.head_dim}, float32, not causal, no mask; median of "
-        f"{args.repeats} alternating timed calls (variant, floor, variant, …) after {args.warmup} warm-up each; "
+        f"{args.repeats} alternating timed calls (variant, floor, variant, …) after {args.warmup} warm-up each, "
+        "×floor = the median of the ratios of adjacent calls (variant ÷ the fastest floor form); "
         + ("all in one process (--same-process)" if args.same_process else "one fresh process per (variant, L)"),
         f"- host load average (1/5/15 min) at start {'/'.join(f'{x:.2f}' for x in load_start)}, at end "
         f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}; wall {time.perf_counter() - start:.0f} s. The host is "
-        "shared: absolute times are inflated and scattered, ratios from alternating calls are the figure to read",
+        "shared: absolute times are inflated and scattered, ratios from alternating calls are the figure to read"
+        + (f"; {args.note}" if args.note else ""),
         "", table, "",
     ]
     Path(args.out).write_text("\n".join(header))
@@ -302,7 +308,8 @@ def render(rows) -> str:
         cells = []
         for tag in ("fwd", "fwdbwd"):
             ms, floor = r.get(f"{tag}_ms"), r.get(f"{tag}_floor_ms")
-            ratio = f"{ms / floor:.2f}×" if ms and floor else "—"
+            paired = r.get(f"{tag}_paired", ms / floor if ms and floor else None)
+            ratio = f"{paired:.2f}×" if paired else "—"
             form = r.get(f"{tag}_floor_form")
             cells += [fmt(ms), fmt(floor) + (f" ({form})" if form else ""), ratio]
         lines.append(f"| {name} | {length} | {r['floor']} | " + " | ".join(cells) + " |")
