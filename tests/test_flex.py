@@ -375,6 +375,7 @@ def _entries(store: Path, site: Path) -> dict[tuple[str, str], dict]:
     return {(t["task"], e["variant"]): e for t in json.loads(report.stdout)["tasks"] for e in t["entries"]}
 
 
+@pytest.mark.slow
 def test_attention_gym_style_variants_run_listops_and_text_classification_to_ok(flexmods_site: Path, tmp_path: Path):
     listed = run_cli("list", "attention", site=flexmods_site)
     assert listed.returncode == 0 and "window_size=8" in listed.stdout and "image_token_length=16" in listed.stdout
@@ -395,6 +396,7 @@ def test_attention_gym_style_variants_run_listops_and_text_classification_to_ok(
         entries["listops", "gym-alibi"]["cost"]["params"] + 2 * 10)
 
 
+@pytest.mark.slow
 def test_packed_listops_hands_document_ids_to_a_flex_row_that_measures_flex(flexmods_site: Path, tmp_path: Path):
     store = tmp_path / "packed.sqlite"
     ran = run_cli("run", "--tasks", "listops", "--variants", "gym-document", "--profile", "smoke", "--set", "pack=2",
@@ -406,6 +408,7 @@ def test_packed_listops_hands_document_ids_to_a_flex_row_that_measures_flex(flex
     assert entry["cost"]["flops_per_example"] > 0 and entry["cost"]["step_peak_mb"] > 0
 
 
+@pytest.mark.slow
 def test_the_packages_pass_attnbench_conformance_kit_with_pytest(flexmods_site: Path):
     """The packages' own tests subclass AttentionConformance, as a third party's would; the kit's
     `mods` check compares every variant with the element-wise reference on dense and flex."""
