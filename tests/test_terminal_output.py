@@ -173,3 +173,16 @@ def test_plugins_json_is_an_alias_of_format_json():
     alias, full = run_cli("plugins", "--json"), run_cli("plugins", "--format", "json")
     assert alias.stdout == full.stdout and json.loads(alias.stdout)[0]["distribution"]
     assert "alias of --format json" in " ".join(run_cli("plugins", "--help").stdout.split())
+
+
+def test_without_a_usable_default_folder_the_tables_are_shown_and_no_file_is_written(store: Path, tmp_path: Path):
+    # A read-only folder beside the store behaves the same way; root cannot make one, so a file stands in the way.
+    copy = tmp_path / "results.sqlite"
+    copy.write_bytes(store.read_bytes())
+    (tmp_path / "report").write_text("in the way")
+    result = run_cli("report", "--store", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert "│ sdpa" in result.stdout and "wrote" not in result.stdout
+    assert result.stderr.strip() == (f"note: no files written: cannot create {tmp_path / 'report'} beside the store; "
+                                     "pass --out DIR to write them")
+    assert (tmp_path / "report").read_text() == "in the way"

@@ -53,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="only this task")
     p.add_argument("--profile", default=None, help="only this profile")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write the files listed below here (default: a 'report' folder beside the store)")
+                   help="write the files listed below here (default: a 'report' folder beside the store; when that "
+                   "folder cannot be created, the tables are only shown)")
     p.add_argument("--compare-environments", action="store_true",
                    help="rank rows from different devices / torch versions in one table per task, with the "
                    "environment as a column (by default environments are never mixed)")
@@ -166,25 +167,28 @@ def run(args: argparse.Namespace) -> int:
     if args.columns is not None:  # the default set may name a column a table lacks (no memory figure): skipped
         _check_columns(wanted, [header for header, _ in full])
     out = Path(args.out) if args.out else path.parent / "report"
-    _writable_folder(out, "--out")
+    try:
+        _writable_folder(out, "--out")
+    except DataError:
+        if args.out:
+            raise
+        out = None  # the store's folder is read-only: the tables are still shown, the files are not written
     if args.html:  # before any file is written: a bad --html must not leave half a report behind
         _writable_folder(Path(args.html), "--html")
-    written = []
+    files: dict[str, str] = {}  # name in the --out folder → text, written once every table is built
     for t, (header, body) in zip(tables, full, strict=True):
         shown_header, shown_body = (header, body) if wanted is None else select_columns(header, body, wanted)
         notes = [] if wanted is None or "note" in wanted else [f"  {e.variant}: {e.note}" for e in t.entries if e.note]
         console.print(_rich(t.title, shown_header, shown_body, notes))
-        stem = out / _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
-        stem.with_suffix(".md").write_text(f"## {t.title}\n\n" + markdown(header, body))
-        stem.with_suffix(".csv").write_text(csv_text(header, body))
-        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+        stem = _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
+        files[f"{stem}.md"] = f"## {t.title}\n\n" + markdown(header, body)
+        files[f"{stem}.csv"] = csv_text(header, body)
     for s in found:
         header, body = sweep_rows(s)
         title = f"{s.task} versus {s.key} · {s.profile} · {s.environment} ({s.metric} · train s · step peak MB)"
         console.print(_rich(title, header, body))
-        stem = out / _slug(f"{s.task}-{s.profile}-vs-{s.key}-{s.environment.split('|')[0]}")
-        stem.with_suffix(".md").write_text(f"## {title}\n\n" + markdown(header, body))
-        written.append(stem.with_suffix(".md"))
+        files[_slug(f"{s.task}-{s.profile}-vs-{s.key}-{s.environment.split('|')[0]}") + ".md"] = \
+            f"## {title}\n\n" + markdown(header, body)
     md = []
     for m in matrices:
         header, body = matrix_rows(m)
@@ -198,10 +202,16 @@ def run(args: argparse.Namespace) -> int:
                                 [header[i] for i in keep], [[r[i] for i in keep] for r in body], notes))
         md.append(f"## overall · {m.environment}\n\n" + markdown(header, body)
                   + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
-        (out / f"overall-{_slug(m.environment)[:60]}.csv").write_text(csv_text(header, body))
-    (out / "overall.md").write_text("\n".join(md))
-    (out / "leaderboard.json").write_text(json_text(tables, matrices, found))
-    console.print(f"wrote {len(written) + 2 + len(matrices)} files to {out}/", highlight=False)
+        files[f"overall-{_slug(m.environment)[:60]}.csv"] = csv_text(header, body)
+    files["overall.md"] = "\n".join(md)
+    files["leaderboard.json"] = json_text(tables, matrices, found)
+    if out is None:
+        err_console.print(f"note: no files written: cannot create {path.parent / 'report'} beside the store; "
+                          "pass --out DIR to write them", highlight=False, soft_wrap=True)
+    else:
+        for name, text in files.items():
+            (out / name).write_text(text)
+        console.print(f"wrote {len(files)} files to {out}/", highlight=False)
     if args.html:
         from attnbench.leaderboard.html import render
 
