@@ -37,7 +37,7 @@ files written to --out DIR (<config>: the task setup's hash, 8 characters; <devi
 """ + "\n".join(f"  {name:<45}{what}" for name, what in OUTPUT_FILES) + """
   report.html                                  with --html DIR: in DIR
 
-exit status: 0 tables written, 1 the store holds no rows (for --task/--profile), 2 usage or store error.
+exit status: 0 tables shown (and files written), 1 the store holds no rows (for --task/--profile), 2 usage or store error.
 """
 
 
