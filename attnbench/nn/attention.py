@@ -34,6 +34,8 @@ class DecodingState:
         """This state for the sequences ``index`` only (see ``attnbench.nn.kv_cache.select_batch``)."""
         from attnbench.nn.kv_cache import select_batch
 
+        if index.dtype == torch.bool:
+            index = index.nonzero().view(-1)
         return dataclasses.replace(self, batch_size=int(index.numel()), inner=select_batch(self.inner, index))
 
 
