@@ -22,7 +22,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         **_MODEL, "length": 256, "data_seed": 1, "n_train": 20000, "n_test": 500, "ff_dim": 0,
         "dim": 64, "depth": 2, "heads": 1, "attention_options": {"window": 64},
-        "steps": 800, "batch_size": 32, "eval_batch_size": 100, "lr": 3e-3, "warmup_steps": 50,
+        "steps": 500, "batch_size": 32, "eval_batch_size": 100, "lr": 3e-3, "warmup_steps": 50,
     },
     "standard": {
         **_MODEL, "length": 1024, "data_seed": 1, "n_train": 50000, "n_test": 1000, "ff_dim": 512,
