@@ -7,6 +7,10 @@ class AttnbenchError(Exception):
     """Base of every error attnbench raises on purpose; the CLI prints it without a traceback."""
 
 
+class UsageError(AttnbenchError):
+    """A command-line option with a value the command cannot use (``--jobs 0``, ``--seeds ''``)."""
+
+
 class UnknownNameError(AttnbenchError, LookupError):
     """A task, variant or profile name that nothing registered."""
 
@@ -17,6 +21,11 @@ class DuplicateNameError(AttnbenchError):
 
 class PluginError(AttnbenchError):
     """A plugin broke the contract (bad hook, bad registration)."""
+
+
+class InvalidNameError(PluginError):
+    """A plugin registered a task or variant under a name that breaks the naming rule
+    (:data:`attnbench.registry.NAME_RULE`)."""
 
 
 class DataError(AttnbenchError):

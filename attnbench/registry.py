@@ -6,20 +6,58 @@
 UnknownNameError: unknown attention 'sofmax' — did you mean 'softmax'? (attnbench list attention)
 
 Names are unique: registering a second object under a taken name raises
-:class:`DuplicateNameError` naming both sources. Selection takes names or fnmatch
-globs (``"sdpa*"``) and keeps registration order.
+:class:`DuplicateNameError` naming both sources. Names follow :data:`NAME_RULE` (they
+become command-line words and one folder each under ``artifacts/``); a name that breaks
+it raises :class:`InvalidNameError`. Either error fails the plugin's registration hook,
+and ``attnbench plugins`` reports it. Selection takes names or fnmatch globs
+(``"sdpa*"``) and keeps registration order.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
-from attnbench.errors import DuplicateNameError, UnknownNameError
+from attnbench.errors import DuplicateNameError, InvalidNameError, UnknownNameError
 
 T = TypeVar("T")
+
+#: The longest name a task or variant may have.
+MAX_NAME_LENGTH = 64
+
+#: The naming rule for tasks and variants, as users and plugin authors read it.
+NAME_RULE = (f"1 to {MAX_NAME_LENGTH} characters from a-z A-Z 0-9 '-' '_' '.', starting with a letter or digit "
+             "(a name is a command-line word and one folder under artifacts/)")
+
+_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}")
+_GLOB = re.compile(r"[*?\[]")
+
+
+def name_problem(name: object) -> str | None:
+    """What is wrong with ``name`` as a task or variant name (see :data:`NAME_RULE`), or None."""
+    if not isinstance(name, str):
+        return f"it is a {type(name).__name__}, not a string"
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it is {len(name)} characters long (at most {MAX_NAME_LENGTH})"
+    if _NAME.fullmatch(name):
+        return None
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
+    if bad:
+        return f"it contains {', '.join(repr(c) for c in bad)}"
+    return f"it starts with {name[0]!r}"
+
+
+def shown(name: object, width: int = 40) -> str:
+    """``name`` quoted for a one-line message, cut to ``width`` characters with its length said."""
+    text = repr(name)
+    if isinstance(name, str) and len(text) > width:
+        return f"{text[:width]}…' ({len(name)} characters)"
+    return text
 
 
 class Registry(Generic[T]):
@@ -32,7 +70,14 @@ class Registry(Generic[T]):
         self._sources: dict[str, str] = {}
 
     def add(self, name: str, item: T, *, source: str) -> None:
-        """Register ``item`` under ``name``; a name taken by another object is an error."""
+        """Register ``item`` under ``name``; a name taken by another object, or one that breaks
+        :data:`NAME_RULE`, is an error."""
+        problem = name_problem(name)
+        if problem:
+            raise InvalidNameError(
+                f"{self.kind} name {shown(name)} registered by {source} breaks the naming rule: {problem}; "
+                f"names are {NAME_RULE}: rename it in the plugin"
+            )
         if name in self._items:
             if self._items[name] is item:
                 return
@@ -81,9 +126,12 @@ class Registry(Generic[T]):
         return len(self._items)
 
     def _unknown_message(self, name: str) -> str:
+        if _GLOB.search(name):
+            return (f"no {self.kind} matches the pattern {shown(name)} ({len(self._items)} registered; "
+                    f"see `{self._list_command}`)")
         close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.6)
         hint = f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return (
-            f"unknown {self.kind} {name!r}{hint} ({len(self._items)} registered; "
+            f"unknown {self.kind} {shown(name)}{hint} ({len(self._items)} registered; "
             f"see `{self._list_command}`)"
         )

@@ -84,24 +84,29 @@ def explain(path: Path, exc: sqlite3.Error, timeout: float) -> str:
 class Store:
     """A results store file; use as a context manager or call :meth:`close`.
 
-    Opening only reads, unless the file is new (the schema is created) or older (it is
-    migrated); :meth:`check_writable` proves up front that rows can be written. Every
+    Opening only reads, unless the file is new (the schema is created, and its folder if
+    missing: :attr:`created_folder` says so) or older (it is migrated); :meth:`check_writable`
+    proves up front that rows can be written. ``readonly=True`` (what ``attnbench report``
+    needs) never creates, migrates or writes anything, opens a store in a folder it may not
+    write to, and names a missing file as such. Every
     SQLite failure (locked, read-only, disk full, not a database) becomes a one-line
     :class:`StoreError` naming the file and the fix. ``timeout`` is how long to wait for
     another writer's lock (default: :func:`busy_timeout`).
     """
 
-    def __init__(self, path: str | Path, *, timeout: float | None = None) -> None:
+    def __init__(self, path: str | Path, *, timeout: float | None = None, readonly: bool = False) -> None:
         self.path = Path(path)
         self.timeout = busy_timeout() if timeout is None else timeout
+        self.readonly = readonly
+        #: The folder this open created for the file (None: it existed), for the caller to say so.
+        self.created_folder: Path | None = None
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a directory; pass a file such as {self.path / 'results.sqlite'}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of store {self.path} ({exc}); "
-                             "pass a file in a writable folder with --store") from None
         self._db: sqlite3.Connection | None = None
+        if readonly:
+            self._open_readonly()
+            return
+        self._make_folder()
         try:
             self._db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             if not self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
@@ -117,6 +122,53 @@ class Store:
         except StoreError:
             self.close()
             raise
+
+    def _make_folder(self) -> None:
+        """Create the file's folder if it is missing (the topmost one created goes in :attr:`created_folder`)."""
+        folder = self.path.parent
+        if folder.is_dir():
+            return
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise StoreError(f"cannot create the folder of store {self.path}: {existing} is a file, not a folder; "
+                             "pass a file in a folder with --store")
+        missing = next(p for p in reversed((folder, *folder.parents)) if not p.exists())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of store {self.path} ({exc.strerror or exc}); "
+                             "pass a file in a writable folder with --store") from None
+        self.created_folder = missing
+
+    def _open_readonly(self) -> None:
+        """Open for reading only: nothing is created, migrated or written, and a store in a
+        folder this process may not write to still opens (SQLite then reads it as immutable,
+        which is safe because no writer can add a FILE-wal beside it either)."""
+        if not self.path.exists():
+            raise StoreError(f"no results store at {self.path}; run `attnbench run` first, or pass --store FILE")
+        uri = self.path.resolve().as_uri()
+        try:
+            try:
+                self._db = self._connect_checked(f"{uri}?mode=ro")
+            except sqlite3.OperationalError as exc:
+                wal = self.path.with_name(self.path.name + "-wal")
+                lower = str(exc).lower()
+                cannot_share = "unable to open" in lower or "readonly" in lower or "read-only" in lower
+                if not cannot_share or (wal.exists() and wal.stat().st_size):
+                    raise
+                self._db = self._connect_checked(f"{uri}?mode=ro&immutable=1")
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(explain(self.path, exc, self.timeout)) from None
+        except StoreError:
+            self.close()
+            raise
+
+    def _connect_checked(self, uri: str) -> sqlite3.Connection:
+        self.close()
+        self._db = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None)
+        self._check_schema()
+        return self._db
 
     def _create(self) -> None:
         """Create the schema in one transaction (two processes creating one file at once both succeed)."""
@@ -178,6 +230,7 @@ class Store:
     def check_writable(self) -> None:
         """Prove that a row can be committed now (not locked, not read-only, space for a page), or raise
         :class:`StoreError` — so ``attnbench run`` fails before any work rather than after it."""
+        self._refuse_if_readonly()
         try:
             with self._transaction():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_at', ?)", (repr(time.time()),))
@@ -190,6 +243,7 @@ class Store:
         If the write fails (lock held past the timeout, disk full) nothing of the row is
         stored, the pairing counts as not done for ``--resume``, and :class:`StoreError` says so.
         """
+        self._refuse_if_readonly()
         values = asdict(row)
         for name in _JSON:
             values[name] = json.dumps(dict(values[name]), sort_keys=True)
@@ -204,21 +258,33 @@ class Store:
             raise StoreError(f"the row of {row.task} × {row.variant} (seed {row.seed}) was not saved: "
                              f"{explain(self.path, exc, self.timeout)}") from None
 
+    def _refuse_if_readonly(self) -> None:
+        if self.readonly:
+            raise StoreError(f"store {self.path} was opened read-only; open it without readonly=True to write rows")
+
+    def _selected(self) -> str:
+        """The SELECT list of every column; a column an older, unmigrated store lacks reads as its default."""
+        present = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}
+        return ", ".join(c if c in present or c not in _ADDED else f"'{{}}' AS {c}" for c in _COLUMNS)
+
     def rows(self, **where: object) -> list[ResultRow]:
         """All rows, optionally filtered by equality on columns (``task="listops"``)."""
         unknown = set(where) - set(_COLUMNS)
         if unknown:
             raise StoreError(f"unknown store column(s) {sorted(unknown)}; columns are {_COLUMNS}")
         clause = " AND ".join(f"{k} = ?" for k in where)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM results" + (f" WHERE {clause}" if clause else "")
+        sql = f"SELECT {self._selected()} FROM results" + (f" WHERE {clause}" if clause else "")
         sql += " ORDER BY task, variant, profile, seed, finished_at"
         return [self._row(r) for r in self._db.execute(sql, list(where.values()))]
 
     def finished_keys(self) -> set[tuple]:
         """Keys of rows that --resume counts as done."""
-        marks = ", ".join("?" for _ in FINISHED)
-        cur = self._db.execute(f"SELECT {', '.join(_KEY)} FROM results WHERE status IN ({marks})", FINISHED)
-        return {tuple(r) for r in cur}
+        return {k for k, status in self.statuses().items() if status in FINISHED}
+
+    def statuses(self) -> dict[tuple, str]:
+        """Every stored row's key (task, variant, profile, seed, environment, config hash) and status."""
+        cur = self._db.execute(f"SELECT {', '.join(_KEY)}, status FROM results")
+        return {tuple(r[:-1]): r[-1] for r in cur}
 
     @staticmethod
     def _row(values: Iterable[object]) -> ResultRow:

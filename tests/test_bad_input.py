@@ -139,3 +139,95 @@ def test_a_cifar_batch_that_would_run_code_is_refused_with_no_side_effect(tmp_pa
             execute(Pairing(task=task, variant="sdpa", profile="smoke", seed=0, data_dir=str(root)), CPU)
         assert "\n" not in str(info.value)
         assert not marker.exists()
+
+
+# --- the command line: every option, name and path a user or plugin supplies ----------------------
+# Each case exits 2 before any work, with one `error:` line naming the value and the fix, and leaves
+# a store that already holds a row exactly as it was (no row, no artifacts folder, same bytes).
+
+LONG_NAME = "very-" * 59 + "long1"  # what attnbench-importwork's long-name plugin tries to register
+
+#: (id, run's arguments, the start of stderr's first line); "{store}" is the store's path.
+CLI_CASES = [
+    ("steps below 1", ["--set", "steps=-3"], "error: --set steps (task 'listops') must be an integer ≥ 1, got -3"),
+    ("batch size 0", ["--set", "batch_size=0"], "error: --set batch_size (task 'listops') must be an integer ≥ 1, got 0"),
+    ("dropout of 1", ["--set", "dropout=1"], "error: --set dropout (task 'listops') must be a number in [0, 1), got 1.0"),
+    ("empty --variants", ["--variants", ""], "error: --variants '' names no variant; name some (see `attnbench list "
+                                             "attention`), or leave it out to run every variant"),
+    ("empty --tasks", ["--tasks", ","], "error: --tasks ',' names no task; name some"),
+    ("empty --seeds", ["--seeds", ""], "error: --seeds '' names no seed; give integers separated by commas"),
+    ("negative seed", ["--seeds", "-1"], "error: seed -1 is not an integer from 0 to 4294967295"),
+    ("negative --timeout", ["--timeout", "-5"], "error: --timeout -5: give a positive number of seconds, or leave it "
+                                                "out for no limit"),
+    ("zero --timeout", ["--timeout", "0"], "error: --timeout 0: give a positive number of seconds"),
+    ("zero --max-memory", ["--max-memory", "0"], "error: --max-memory 0: give a positive number of MB, or leave it out "
+                                                 "for no cap"),
+    ("zero --jobs", ["--jobs", "0"], "error: --jobs 0: run at least one pairing at a time, pass --jobs 1 or more"),
+    ("glob matching nothing", ["--variants", "zz*"], "error: no attention matches the pattern 'zz*'"),
+    ("setting no task has", ["--tasks", "listops,lra-text", "--set", "nope=1"],
+     "error: none of the selected tasks (listops, lra-text) has a setting 'nope'"),
+    ("setting of an unselected task", ["--set", "lra-text.length=64"],
+     "error: --set lra-text.length=… names task 'lra-text', which is not among the selected tasks (listops)"),
+    ("--data-dir of an unselected task", ["--data-dir", "lra-text=/"],
+     "error: --data-dir lra-text=/ names task 'lra-text', which is not among the selected tasks (listops)"),
+    ("missing --data-dir of a task", ["--data-dir", "listops=/no/such/dir"],
+     "error: --data-dir listops=/no/such/dir does not exist or is not a directory"),
+    ("--tensorboard a file", ["--tensorboard", "{store}"], "error: --tensorboard {store}: {store} is a file, not a folder"),
+    ("--address without ray", ["--address", "auto"], "error: --address auto names a Ray cluster; add --executor ray"),
+    ("--max-memory with ray", ["--executor", "ray", "--max-memory", "100"], "error: --max-memory 100 caps local CPU workers"),
+    ("store under a file", ["--store", "{store}/x.sqlite"],
+     "error: cannot create the folder of store {store}/x.sqlite: {store} is a file, not a folder"),
+]
+
+
+def _store_with_a_row(folder: Path) -> Path:
+    from attnbench import ResultRow
+    from attnbench.store import Store
+
+    folder.mkdir()
+    path = folder / "results.sqlite"
+    with Store(path) as store:
+        store.write(ResultRow(task="listops", variant="sdpa", profile="smoke", seed=0, environment="cpu",
+                              config_hash="abc", status="ok", metrics={"accuracy": 0.5}))
+    return path
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"" for p in sorted(folder.rglob("*"))}
+
+
+def _refused(args: list[str], first_line: str, tmp_path: Path, site: Path | None = None) -> None:
+    from conftest import run_cli
+
+    store = _store_with_a_row(tmp_path / "shelf")
+    before = _snapshot(store.parent)
+    args = [a.replace("{store}", str(store)) for a in args]
+    defaults = {"--tasks": "listops", "--variants": "sdpa", "--profile": "smoke", "--store": str(store)}
+    extra = [x for flag, value in defaults.items() if flag not in args for x in (flag, value)]
+    result = run_cli("run", *args, *extra, site=site, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert lines[0].startswith(first_line.replace("{store}", str(store))), lines
+    assert len([line for line in lines if line.startswith("error:")]) == 1, lines
+    assert _snapshot(store.parent) == before  # the store, byte for byte, and nothing beside it
+
+
+@pytest.mark.parametrize(("args", "first_line"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_a_bad_option_is_one_line_exit_2_and_the_store_is_unchanged(args, first_line, tmp_path):
+    _refused(args, first_line, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def importwork_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_worker_isolation import install_plugin_package
+
+    return install_plugin_package(tmp_path_factory, "attnbench-importwork")
+
+
+@pytest.mark.parametrize(("name", "first_line"), [
+    (LONG_NAME, f"error: unknown attention {LONG_NAME[:39]!r}"[:-1] + "…' (300 characters)"),
+    ("sdpa/nested", "error: unknown attention 'sdpa/nested'"),
+])
+def test_a_name_a_plugin_could_not_register_is_unknown_to_run(name, first_line, importwork_site, tmp_path):
+    _refused(["--variants", name], first_line, tmp_path, site=importwork_site)

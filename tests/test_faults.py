@@ -17,7 +17,7 @@ def test_every_fault_becomes_its_own_row_and_the_matrix_goes_on(plugin_site: Pat
     ran = run_cli("run", "--tasks", "fault-*,listops", "--variants", "sdpa,faulty-build", "--profile", "smoke",
                   "--timeout", "15", "--max-memory", "600", "--jobs", "2", "--store", str(store),
                   site=plugin_site, cwd=tmp_path, timeout=400)
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert ran.returncode == 1, ran.stdout[-3000:] + ran.stderr[-3000:]  # failed rows: exit status 1
     rows = {(t, v): (s, e) for t, v, s, e in
             sqlite3.connect(store).execute("SELECT task, variant, status, error FROM results")}
     assert len(rows) == 12  # 6 tasks × 2 variants, every one recorded

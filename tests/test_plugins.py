@@ -70,7 +70,7 @@ def test_registry_suggests_close_names_and_rejects_duplicates():
         reg.add("linformer", second, source="b:two")
     with pytest.raises(UnknownNameError, match="did you mean 'linformer'"):
         reg.get("linfromer")
-    with pytest.raises(UnknownNameError, match="unknown attention 'nope\\*'"):
+    with pytest.raises(UnknownNameError, match="no attention matches the pattern 'nope\\*'"):
         reg.select(["nope*"])
     assert str(UnknownNameError("x")) == "x"  # reads well, unlike KeyError's repr
 

@@ -98,7 +98,7 @@ def test_timeout_is_recorded_and_the_run_goes_on(tmp_path: Path):
     store = tmp_path / "r.sqlite"
     result = run_cli("run", "--tasks", "listops", "--variants", "softmax", "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT,
                      "--timeout", "2", "--store", str(store))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # a timeout row: exit status 1
     rows = sqlite3.connect(store).execute("SELECT status, error FROM results").fetchall()
     assert rows == [("timeout", rows[0][1])] and "exceeded --timeout 2 s" in rows[0][1]
 

@@ -259,14 +259,17 @@ def test_a_version_1_store_is_migrated_in_place_and_reports(tmp_path: Path):
     assert report.returncode == 0, report.stderr
     entries = [e for t in json.loads(report.stdout)["tasks"] for e in t["entries"]]
     assert [(e["variant"], e["status"]) for e in entries] == [("sdpa", "ok")]
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (str(SCHEMA_VERSION),)
-    assert db.execute("SELECT config, artifacts FROM results").fetchall() == [("{}", "{}")]
+    db = sqlite3.connect(path)  # report opens the store read-only: it read the old store as it is
+    assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == ("1",)
     db.close()
-    with Store(path) as store:
+    with Store(path) as store:  # a writer migrates it in place
         (row,) = store.rows()
         assert row.metrics == {"accuracy": 0.25} and row.config == {} and row.artifacts == {}
         store.write(_row(task="listops", variant="linear", config={"steps": 2}))  # and takes new rows
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (str(SCHEMA_VERSION),)
+    assert db.execute("SELECT config, artifacts FROM results WHERE variant = 'sdpa'").fetchall() == [("{}", "{}")]
+    db.close()
     assert len(_intact(path)) == 2
 
 

@@ -1,26 +1,38 @@
-"""``attnbench run``: train and evaluate every selected (task × variant × seed) pairing."""
+"""``attnbench run``: train and evaluate every selected (task × variant × seed) pairing.
+
+Every option is checked before anything is loaded or written (a usage error exits 2 with
+one line naming the value); torch, the plugins and the runner are imported only then.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from attnbench.cli import console, warn_plugin_errors
-from attnbench.runner.device import DEVICE_CHOICES, resolve_device
-from attnbench.runner.matrix import plan, run_matrix, split_resumed
-from attnbench.runner.overrides import parse_assignment, parse_sweep, parse_variant_options
-from attnbench.runner.pairing import Pairing
-from attnbench.runner.tensorboard import TensorBoardLog
+from attnbench.cli import console, err_console, warn_plugin_errors
+from attnbench.cli.live import STATUS_STYLE, EtaColumn, MatrixProgress, RichDisplay
+from attnbench.errors import UsageError
+from attnbench.registry import name_problem
+from attnbench.runner.device import DEVICE_CHOICES
 from attnbench.specs import PROFILES, ResultRow
-from attnbench.store import DEFAULT_STORE, Store
+from attnbench.store import DEFAULT_STORE
 
-STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow", "unsupported": "dim", "diverged": "magenta"}
+if TYPE_CHECKING:
+    from attnbench.runner.tensorboard import TensorBoardLog
+
+#: Statuses that make ``run`` exit 1: the pairing did not give a result worth ranking.
+FAILING = ("failed", "timeout", "diverged")
 
 EXAMPLES = """\
 examples:
@@ -28,39 +40,45 @@ examples:
   attnbench run --tasks listops --variants 'sdpa*,linear' --profile smoke
   attnbench run --profile quick --resume             only what the store lacks
   attnbench run --tasks listops --data-dir ~/lra/listops --profile full --device cuda
+  attnbench run --tasks listops,lra-text --data-dir listops=~/lra/listops --data-dir lra-text=~/aclImdb
   attnbench run --tasks lra-text --set length=1024 --set steps=500    change the task's settings
+  attnbench run --tasks listops,lra-text --set steps=200 --set lra-text.length=64    one task's setting
   attnbench run --tasks lra-text --variants sdpa,local --variant-option local.window=128
   attnbench run --tasks lra-text --variants sdpa,linear,local --sweep length=256,512,1024
+
+exit status (as pytest's):
+  0  every pairing run is ok or unsupported (or there was nothing to run)
+  1  some pairing is failed, timeout or diverged; the summary names each one
+  2  usage error: a bad option, name, path or setting, found before any pairing ran
+     (or bad data, or a store that cannot be written, found while running)
+  130  interrupted (Ctrl-C); finished pairings are kept in the store
 """
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _seeds(value: str) -> list[int]:
-    try:
-        return [int(v) for v in _csv(value)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {value!r}") from None
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run", help="run the (task × variant × seed) matrix and store the results",
         description="Train and evaluate each selected task with each selected attention variant, one worker "
-        "process per pairing; every finished pairing is written to the store at once.",
+        "process per pairing; every finished pairing is written to the store at once. Exits 0 when every "
+        "pairing is ok or unsupported, 1 when any failed, timed out or diverged, 2 on a usage error, "
+        "130 on Ctrl-C.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--tasks", type=_csv, default=None, metavar="NAMES",
+    p.add_argument("--tasks", default=None, metavar="NAMES",
                    help="comma-separated task names or globs (default: all; see `attnbench list tasks`)")
-    p.add_argument("--variants", type=_csv, default=None, metavar="NAMES",
+    p.add_argument("--variants", default=None, metavar="NAMES",
                    help="comma-separated variant names or globs (default: all; see `attnbench list attention`)")
     p.add_argument("--profile", choices=PROFILES, default="quick", help="budget per pairing (default: quick)")
-    p.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
-                   help="where to run (default: auto = cuda, else mps, else cpu); a missing device is an error")
-    p.add_argument("--seeds", type=_seeds, default=[0], metavar="N,N", help="seeds to run each pairing with (default: 0)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="pairings to run at once (default: 1)")
+    p.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES) + "|cuda:N",
+                   help="where to run (default: auto = cuda, else mps, else cpu; cuda:N picks one GPU); "
+                   "a missing device is an error")
+    p.add_argument("--seeds", default="0", metavar="N,N",
+                   help="seeds to run each pairing with, integers from 0 to 2**32-1 (default: 0)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="pairings to run at once, 1 or more (default: 1)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where pairings run: local worker processes (default), or Ray tasks (pip install "
                    "'attnbench[ray]'); results are written here, by this process, either way")
@@ -68,145 +86,167 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --executor ray: the cluster to join (e.g. auto, or ray://host:10001); "
                    "default: start a local Ray instance")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop a pairing after this long and record it as 'timeout' (default: none)")
+                   help="stop a pairing after this many seconds (> 0) and record it as 'timeout' (default: no limit)")
     p.add_argument("--max-memory", type=float, default=None, metavar="MB",
-                   help="cap each CPU worker's memory: a pairing that needs more becomes a 'failed: out of memory' "
-                   "row and the matrix goes on (default: no cap)")
-    p.add_argument("--resume", action="store_true", help="skip pairings the store already holds as finished")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="the task's data in its field's standard format (default: embedded data)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="cap each CPU worker's memory (> 0 MB): a pairing that needs more becomes a "
+                   "'failed: out of memory' row and the matrix goes on (default: no cap)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip pairings the store already holds as finished (ok, unsupported, diverged); "
+                   "without it, pairings run again and replace their rows (said before the run starts)")
+    p.add_argument("--data-dir", dest="data_dirs", action="append", default=[], metavar="[TASK=]DIR",
+                   help="the task's data in its field's standard format (default: embedded data); DIR alone "
+                   "serves every selected task, TASK=DIR one task (repeatable); part of the configuration hash")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[TASK.]KEY=VALUE",
                    help="override a key of the task's profile (repeatable; `attnbench list --settings PROFILE` "
-                   "shows them); "
+                   "shows them): KEY=VALUE in every selected task that has KEY, TASK.KEY=VALUE in one task; "
                    "rows with overrides get their own configuration hash")
     p.add_argument("--variant-option", dest="variant_options", action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="set an option the variant declares, e.g. local.window=256 (repeatable)")
-    p.add_argument("--sweep", default=None, metavar="KEY=V1,V2,...",
-                   help="run the matrix once per value of a profile key, e.g. length=256,512,1024")
+    p.add_argument("--sweep", default=None, metavar="[TASK.]KEY=V1,V2,...",
+                   help="run the matrix once per value of a profile key, e.g. length=256,512,1024 "
+                   "(tasks without the key run once)")
     p.add_argument("--store", default=str(DEFAULT_STORE), metavar="FILE",
-                   help=f"SQLite results store (default: {DEFAULT_STORE})")
+                   help=f"SQLite results store (default: {DEFAULT_STORE}); a missing folder is created, and said")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write each pairing's training loss as TensorBoard events under "
                    "DIR/<task>/<variant>/<profile>-seed<N>-<hash> (pip install 'attnbench[tensorboard]')")
     return p
 
 
-#: One character a cell in the live matrix: pending, running, then the row's status.
-CELL = {"pending": "[dim]·[/]", "running": "[cyan]▶[/]", "ok": "[green]✓[/]", "failed": "[red]✗[/]",
-        "timeout": "[yellow]⏱[/]", "unsupported": "[dim]–[/]", "diverged": "[magenta]~[/]"}
+# --- checking the options ------------------------------------------------------------------------
+
+def _positive(flag: str, value: float | None, unit: str, absent: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} {value:g}: give a positive number of {unit}, or leave it out for {absent}")
 
 
-MATRIX_LEGEND = "matrix: ✓ ok  ✗ failed  ⏱ timeout  – unsupported  ~ diverged  ▶ running  · to do"
+def _selection(flag: str, raw: str | None, kind: str, listing: str) -> list[str] | None:
+    names = _names(raw)
+    if names is not None and not names:
+        raise UsageError(f"{flag} {raw!r} names no {kind}; name some (see `{listing}`), or leave it out "
+                         f"to run every {kind}")
+    return names
 
 
-class MatrixProgress(Progress):
-    """rich Progress with the (task × variant) matrix drawn above the bars while it fills."""
-
-    matrix: RenderableType | None = None
-
-    def get_renderables(self):
-        if self.matrix is not None:
-            yield self.matrix
-        yield from super().get_renderables()
-
-
-class RichDisplay:
-    """The live matrix (one row per task, one cell per variant), an overall bar with an ETA,
-    and one bar per running pairing."""
-
-    def __init__(self, progress: Progress, total: int, pairings: list[Pairing] | None = None) -> None:
-        self._progress = progress
-        self._overall = progress.add_task("pairings", total=total, info="")
-        self._bars: dict[Pairing, int] = {}
-        self._tasks = list(dict.fromkeys(p.task for p in pairings or []))
-        self._variants = list(dict.fromkeys(p.variant for p in pairings or []))
-        self._cells: dict[tuple[str, str], list[str]] = {}
-        for p in pairings or []:
-            self._cells.setdefault((p.task, p.variant), []).append("pending")
-        self._draw()
-
-    def _draw(self) -> None:
-        if not isinstance(self._progress, MatrixProgress) or not self._cells:
-            return
-        table = Table(box=None, padding=(0, 1))
-        table.add_column("task")
-        for index in range(len(self._variants)):
-            table.add_column(str(index + 1), justify="center")
-        for task in self._tasks:
-            table.add_row(task, *(" ".join(CELL[s] for s in self._cells.get((task, v), [])) for v in self._variants))
-        key = "  ".join(f"{i + 1}={v}" for i, v in enumerate(self._variants))
-        # Legend and key are lines of their own: as title and caption rich would wrap them to the table's width.
-        self._progress.matrix = Group(Text(MATRIX_LEGEND), table, Text(key))
-
-    def _mark(self, pairing: Pairing, old: str, new: str) -> None:
-        states = self._cells.get((pairing.task, pairing.variant))
-        if states and old in states:
-            states[states.index(old)] = new
-            self._draw()
-
-    @staticmethod
-    def _label(p: Pairing) -> str:
-        changed = "".join(f" {k}={v}" for k, v in (*p.overrides, *p.variant_options))
-        return f"{p.task} × {p.variant} (seed {p.seed}{changed})"
-
-    def started(self, pairing: Pairing) -> None:
-        self._bars[pairing] = self._progress.add_task(self._label(pairing), total=None, info="starting")
-        self._mark(pairing, "pending", "running")
-
-    def progress(self, pairing: Pairing, done: int, total: int, description: str, info: dict[str, float]) -> None:
-        text = " ".join(f"{k}={v:.4g}" for k, v in info.items())
-        self._progress.update(self._bars[pairing], completed=done, total=total or None,
-                              info=f"{description} {text}".strip())
-
-    def finished(self, pairing: Pairing, row: ResultRow) -> None:
-        self._mark(pairing, "running", row.status)
-        self._progress.remove_task(self._bars.pop(pairing))
-        self._progress.advance(self._overall)
-        style = STATUS_STYLE.get(row.status, "")
-        self._progress.console.print(
-            f"[{style}]{row.status:>11}[/] {self._label(pairing)} {_brief(row)}", highlight=False
-        )
+def parse_seeds(raw: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; a usage error naming the value for anything else."""
+    try:
+        seeds = [int(v) for v in _names(raw) or []]
+    except ValueError:
+        raise UsageError(f"--seeds {raw!r}: give integers separated by commas, e.g. --seeds 0,1,2") from None
+    if not seeds:
+        raise UsageError(f"--seeds {raw!r} names no seed; give integers separated by commas, e.g. --seeds 0,1,2, "
+                         "or leave it out for seed 0")
+    return seeds
 
 
-def _brief(row: ResultRow) -> str:
-    if row.status == "ok":
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in list(row.metrics.items())[:3])
-        return f"{shown} [{row.duration_s:.1f} s]"
-    return row.error.strip().splitlines()[-1][:160] if row.error else ""
+def parse_data_dirs(values: Sequence[str]) -> str | dict[str | None, str] | None:
+    """``--data-dir`` values → one folder for every task, or ``{task: folder, None: every other}``.
 
+    ``TASK=DIR`` is read as such when TASK is a valid task name and the whole value is not
+    an existing path (a folder may have ``=`` in its name).
+    """
+    if not values:
+        return None
+    given: dict[str | None, str] = {}
+    for value in values:
+        task, sep, folder = value.partition("=")
+        per_task = bool(sep) and name_problem(task) is None and not Path(value).expanduser().exists()
+        name, path = (task, folder) if per_task else (None, value)
+        if not path.strip():
+            raise UsageError(f"--data-dir {value!r} names no folder; give --data-dir DIR or --data-dir TASK=DIR")
+        if name in given:
+            which = "a folder for every task" if name is None else f"a folder for task {name!r}"
+            raise UsageError(f"--data-dir is given {which} twice ({given[name]} and {path}); keep one")
+        given[name] = path
+    return given[None] if list(given) == [None] else given
+
+
+def check_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every option value the run cannot use is a :class:`UsageError` here, before any work
+    (nothing imported, loaded or written); returns the parsed selections."""
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: run at least one pairing at a time, pass --jobs 1 or more")
+    _positive("--timeout", args.timeout, "seconds", "no limit")
+    _positive("--max-memory", args.max_memory, "MB", "no cap")
+    if args.max_memory is not None and args.executor == "ray":
+        raise UsageError(f"--max-memory {args.max_memory:g} caps local CPU workers; with --executor ray use "
+                         "Ray's own memory limits, or drop --max-memory")
+    if args.address is not None and args.executor != "ray":
+        raise UsageError(f"--address {args.address} names a Ray cluster; add --executor ray, or drop --address")
+    return dict(
+        tasks=_selection("--tasks", args.tasks, "task", "attnbench list tasks"),
+        variants=_selection("--variants", args.variants, "variant", "attnbench list attention"),
+        seeds=parse_seeds(args.seeds),
+        data_dir=parse_data_dirs(args.data_dirs),
+    )
+
+
+# --- the command ---------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    warn_plugin_errors()
+    selection = check_options(args)
+    from attnbench.runner.device import resolve_device
+    from attnbench.runner.matrix import plan, run_matrix, stored_statuses
+    from attnbench.runner.overrides import parse_assignment, parse_sweep, parse_variant_options
+    from attnbench.runner.tensorboard import TensorBoardLog
+    from attnbench.store import FINISHED, Store
+
     board = TensorBoardLog(args.tensorboard) if args.tensorboard else None  # a missing package stops us here
     device = resolve_device(args.device)
-    if args.jobs < 1:
-        raise SystemExit("error: --jobs must be at least 1")
+    if args.max_memory is not None and device.type != "cpu":
+        raise UsageError(f"--max-memory {args.max_memory:g} caps host memory of CPU workers; on {device} use the "
+                         "device's own limits, or drop --max-memory")
     overrides = dict(parse_assignment(item, "--set") for item in args.overrides)
     sweep = parse_sweep(args.sweep) if args.sweep else None
-    pairings = plan(tasks=args.tasks, variants=args.variants, profile=args.profile, seeds=args.seeds,
-                    data_dir=args.data_dir, overrides=overrides, variant_options=parse_variant_options(args.variant_options),
-                    sweep=sweep)
+    variant_options = parse_variant_options(args.variant_options)
+    warn_plugin_errors()
+    pairings = plan(profile=args.profile, overrides=overrides, variant_options=variant_options, sweep=sweep,
+                    **selection)
     with Store(args.store) as store:
+        if store.created_folder is not None:
+            console.print(f"created folder {escape(str(store.created_folder))} for the store {escape(args.store)}",
+                          highlight=False, soft_wrap=True)
         store.check_writable()  # locked, read-only or full: say so now, not after the first pairing
-        todo = pairings
+        stored = stored_statuses(pairings, store, device)
+        todo, skipped = pairings, {}
         if args.resume:
-            split = split_resumed(pairings, store, device)
-            todo = split.todo
-            console.print(f"resume: {len(split.skipped)} of {len(pairings)} pairings already in {args.store}")
+            skipped = {p: s for p, s in stored.items() if s in FINISHED}
+            todo = [p for p in pairings if p not in skipped]
+            console.print(f"resume: {len(skipped)} of {len(pairings)} pairings already in {escape(args.store)}",
+                          highlight=False, soft_wrap=True)
+        elif stored:
+            done = sum(s in FINISHED for s in stored.values())
+            console.print(f"note: {len(stored)} of {len(pairings)} pairing(s) already have rows in {escape(args.store)} "
+                          f"({done} finished); running them again replaces those rows (pass --resume to skip "
+                          "the finished ones)", highlight=False, soft_wrap=True)
         where = "local workers"
         if args.executor == "ray":
             where = f"Ray at {args.address}" if args.address else "Ray (local instance)"
         console.print(f"running {len(todo)} pairing(s) on {device} at profile [bold]{args.profile}[/], "
-                      f"{args.jobs} at a time on {where} → {args.store}")
+                      f"{args.jobs} at a time on {escape(where)} → {escape(args.store)}", highlight=False)
         start = time.perf_counter()
+        eta = EtaColumn()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+                   TextColumn("ETA"), eta, TextColumn("{task.fields[info]}"))
         with MatrixProgress(*columns, console=console, transient=False) as progress:
-            rows = run_matrix(todo, store=store, device=device, display=RichDisplay(progress, len(todo), todo),
+            display = RichDisplay(progress, pairings, finished=skipped, jobs=args.jobs, eta=eta)
+            rows = run_matrix(todo, store=store, device=device, display=display,
                               jobs=args.jobs, timeout=args.timeout, executor=args.executor, address=args.address,
                               max_memory_mb=args.max_memory, on_row=_tensorboard_writer(board, progress.console))
     console.print(_summary(rows, time.perf_counter() - start))
-    console.print(f"see the leaderboard with: attnbench report --store {args.store}")
+    bad = [r for r in rows if r.status in FAILING]
+    for row in bad:
+        console.print(f"[{STATUS_STYLE[row.status]}]{row.status:>9}[/] {row.task} × {row.variant} (seed {row.seed})",
+                      highlight=False, soft_wrap=True)
+    console.print(f"see the leaderboard with: attnbench report --store {escape(args.store)}", highlight=False,
+                  soft_wrap=True)
+    if bad:
+        counts = Counter(r.status for r in bad)
+        err_console.print(f"{len(bad)} of {len(rows)} pairing(s) did not succeed ("
+                          + ", ".join(f"{n} {s}" for s, n in counts.items()) + "): exit status 1",
+                          highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 

@@ -1,20 +1,28 @@
-"""Device handling, in one place: resolving ``--device``, checking it exists, syncing."""
+"""Device handling, in one place: resolving ``--device``, checking it exists, syncing.
+
+torch is imported inside the functions, so the command line can name :data:`DEVICE_CHOICES`
+without paying for torch's import.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import platform
-
-import torch
+from typing import TYPE_CHECKING
 
 from attnbench.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str) -> torch.device:
     """Turn ``auto|cpu|cuda|cuda:N|mps`` into a device that exists here, or raise DeviceError."""
+    import torch
+
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -45,11 +53,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so timings measure work rather than launches."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -58,6 +70,8 @@ def synchronize(device: torch.device) -> None:
 
 def describe(device: torch.device) -> str:
     """A human-readable device identity for result rows (``cuda:NVIDIA H100``, ``cpu:x86_64``)."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     if device.type == "mps":
@@ -79,5 +93,7 @@ def _cpu_model() -> str:
 
 def reset_peak_memory(device: torch.device) -> None:
     """Start a fresh peak-memory window where the device's allocator supports it."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

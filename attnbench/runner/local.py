@@ -1,10 +1,20 @@
 """Local executor: each pairing in its own worker process, up to ``jobs`` at a time, each
 with a timeout.
 
-On CPU (Linux, macOS) workers are forked from the parent, which has imported torch and
-loaded the plugins but run no tensor work, so a pairing pays for a fork rather than a
-fresh interpreter and still starts from a process that has trained nothing. Accelerators
-do not survive a fork, so on CUDA and MPS workers are spawned.
+Workers never start from a copy of the process that runs the matrix, whose state is
+whatever its plugins made of it at import (a warmed torch thread pool makes a forked copy
+wait forever). On CPU (Linux, macOS) they are forked from a *fork server*: a fresh
+interpreter that imports torch, attnbench and attnbench's own plugin modules once
+(:mod:`attnbench.runner.preload`) and then only forks, so a worker is ready after about
+0.05 s of CPU time; the first pairing of a process also waits for the server's start (about
+2 s of CPU). ``benchmarks/worker_startup.py`` measures both.
+Accelerators do not survive a fork, so on CUDA and MPS workers are spawned (a fresh
+interpreter each). Either way the worker loads the plugin set itself, and takes the
+parent's environment variables and ``sys.path`` as they are when it starts.
+
+A script that drives the executor must guard its top level with ``if __name__ ==
+"__main__":``, as with any spawned multiprocessing worker: the worker imports the
+script's main module, as spawn does.
 """
 
 from __future__ import annotations
@@ -13,7 +23,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -51,10 +60,28 @@ class _Running:
     started: float = field(default_factory=time.monotonic)
 
 
+#: What the fork server imports before it forks any worker.
+PRELOAD = "attnbench.runner.preload"
+
+
+def start_method(device: torch.device) -> str:
+    """How workers for ``device`` start: ``forkserver`` for CPU where the platform has it, else ``spawn``."""
+    if device.type == "cpu" and "forkserver" in mp.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
+
+
 def _context(device: torch.device) -> mp.context.BaseContext:
-    if device.type == "cpu" and sys.platform == "linux":
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
+    """The multiprocessing context for ``device``'s workers; a fork server is started (in the
+    background: this returns at once) the first time one is needed in this process."""
+    method = start_method(device)
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([PRELOAD])
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    return ctx
 
 
 @contextmanager
@@ -130,7 +157,7 @@ class LocalExecutor:
         process = self._ctx.Process(
             target=worker.main,
             args=(child, pairing, str(self.device), threads_per_worker(self.jobs), workdir, os.getpid(),
-                  self.max_memory_mb),
+                  self.max_memory_mb, dict(os.environ)),
             daemon=True,
         )
         process.start()

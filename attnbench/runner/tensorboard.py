@@ -22,7 +22,7 @@ INSTALL_HINT = "--tensorboard needs the tensorboard package: pip install 'attnbe
 
 
 class TensorBoardError(AttnbenchError):
-    """``--tensorboard`` cannot be honoured (the package is missing)."""
+    """``--tensorboard`` cannot be honoured (the package is missing, or the folder is a file)."""
 
 
 def _summary_writer():
@@ -54,13 +54,17 @@ def _curves(row: ResultRow) -> dict[str, list[tuple[int, float]]]:
 class TensorBoardLog:
     """Writes each finished row's loss curves as TensorBoard scalars under one folder.
 
-    Creating it checks that tensorboard is installed (:class:`TensorBoardError` otherwise),
-    so ``attnbench run`` can refuse before any work starts.
+    Creating it checks that tensorboard is installed and that ``root`` is not a file
+    (:class:`TensorBoardError` otherwise), so ``attnbench run`` can refuse before any work starts.
     """
 
     def __init__(self, root: str | Path) -> None:
-        self._writer_class = _summary_writer()
         self.root = Path(root)
+        blocker = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise TensorBoardError(f"--tensorboard {root}: {blocker} is a file, not a folder; pass a folder "
+                                   "(it is created if missing)")
+        self._writer_class = _summary_writer()
 
     def write(self, row: ResultRow) -> Path | None:
         """Write ``row``'s loss curves (steps as TensorBoard steps, values as recorded).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 import traceback
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from attnbench import plugins
 from attnbench.errors import DataError
 from attnbench.runner.pairing import Pairing, check_finite, execute
 
@@ -86,13 +88,25 @@ def cap_memory(max_memory_mb: float | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
+def take_environment(environ: dict[str, str] | None) -> None:
+    """Make this process's environment variables ``environ`` (the parent's when it started this
+    worker: a fork server's own are those of when the server started)."""
+    if environ is None:
+        return
+    os.environ.clear()
+    os.environ.update(environ)
+    tempfile.tempdir = None  # chosen again from TMPDIR & co. on next use
+
+
 def main(conn: Connection, pairing: Pairing, device: str, threads: int, workdir: str, parent_pid: int,
-         max_memory_mb: float | None = None) -> None:
-    """Worker entry point (the target of the spawned process)."""
+         max_memory_mb: float | None = None, environ: dict[str, str] | None = None) -> None:
+    """Worker entry point (the target of the started process)."""
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    cap_memory(max_memory_mb)
+    take_environment(environ)
     # Ctrl-C reaches the whole process group; the parent handles it and stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    plugins.load()  # third-party plugins are imported here, in this fresh process, before the cap
+    cap_memory(max_memory_mb)
     torch.set_num_threads(threads)
     try:
         row = execute(pairing, torch.device(device), progress=PipeProgress(conn), workdir=Path(workdir))
