@@ -8,7 +8,15 @@ from pathlib import Path
 from conftest import run_cli
 
 from attnbench import plugins
-from attnbench.bench.decode import DecodeMeasurement, DecodePlan, DecodeResult, _cells, add_ratios, summary_table
+from attnbench.bench.decode import (
+    DecodeMeasurement,
+    DecodePlan,
+    DecodeResult,
+    _cells,
+    add_ratios,
+    read_json,
+    summary_table,
+)
 
 
 def test_decode_bench_writes_every_figure_with_its_ratio_to_sdpa(tmp_path: Path):
@@ -34,6 +42,9 @@ def test_decode_bench_writes_every_figure_with_its_ratio_to_sdpa(tmp_path: Path)
         assert cells[("cosformer", batch, 64)]["status"] == "unsupported"
         assert "divides by M" in cells[("cosformer", batch, 64)]["error"]
     assert set(payload["crossover"]) == {"sdpa", "linear", "cosformer"}
+    again = read_json(tmp_path / "d.json")  # the file reads back into the same tables
+    assert {v: {str(b): c for b, c in per.items()} for v, per in again.crossover.items()} == payload["crossover"]
+    assert summary_table(again).rows[0][:2] == ["sdpa", "O(L^2)"]
     markdown = (tmp_path / "d.md").read_text()
     assert "attnbench bench --decode --variants linear,cosformer" in markdown and "torch threads per worker: 1" in markdown
 

@@ -332,7 +332,7 @@ def measurement_table(result: DecodeResult) -> TableData:
             else:
                 for m in rows:
                     status = m.status if m.status == "ok" else _short(f"{m.status}: {m.error}")
-                    cells = [DASH if m.value(f) is None else f"{fmt_value(m.value(f))} ({fmt_ratio(m.ratios.get(f))})"
+                    cells = [DASH if m.value(f) is None else f"{fmt_value(m.value(f))} ({_ratio(m.ratios.get(f))})"
                              for f in FIGURES]
                     table.rows.append([m.variant, str(batch), str(m.context), status, *cells])
             table.breaks.add(len(table.rows) - 1)
@@ -357,6 +357,32 @@ def summary_table(result: DecodeResult) -> TableData:
                      for b in batches]
         table.rows.append([spec.name, spec.complexity, growth, *crossings])
     return table
+
+
+def _ratio(value: float | None) -> str:
+    """A ratio to sdpa; below 0.01 with two significant digits (a window's 0.005× is not 0.00×)."""
+    if value is not None and 0 < value < 0.01:
+        return f"{value:.2g}×"
+    return fmt_ratio(value)
+
+
+def read_json(path: Path) -> DecodeResult:
+    """A :class:`DecodeResult` back from the json :func:`write_json` wrote (to redraw its tables and plot)."""
+    from attnbench import plugins
+
+    payload = json.loads(Path(path).read_text())
+    if payload.get("kind") != "decode":
+        raise ValueError(f"{path}: not a json written by `attnbench bench --decode --out`")
+    meta = payload["meta"]
+    names = list(dict.fromkeys(m["variant"] for m in payload["measurements"]))
+    plan = DecodePlan(specs=[plugins.get_attention(n) for n in names], contexts=meta["contexts"],
+                      batches=meta["batches"], heads=meta["shape"]["heads"], head_dim=meta["shape"]["head_dim"],
+                      dtype=meta["shape"]["dtype"], steps=meta["decode_steps"])
+    fields = {f.name for f in dataclasses.fields(DecodeMeasurement)} - {"ratios"}
+    rows = [DecodeMeasurement(**{k: v for k, v in m.items() if k in fields}) for m in payload["measurements"]]
+    result = DecodeResult(plan=plan, measurements=rows, meta=meta)
+    add_ratios(result)
+    return result
 
 
 def _short(text: str, width: int = 70) -> str:
