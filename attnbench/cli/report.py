@@ -31,6 +31,7 @@ examples:
   attnbench report --html site/                      one self-contained page with plots
   attnbench report --html site/ --bench benchmarks/variant-cost-cpu.json    + scaling curves vs L
   attnbench report --format json | jq '.tasks[0]'    machine-readable, nothing else printed
+  attnbench report --best-of lr                      after run --sweep lr=…: each variant at its rate picked on validation
 
 files written to --out DIR (<config>: the task setup's hash, 8 characters; <device>: the environment's device;
 <environment>: profile, device, torch and Python, cut to 60 characters):
@@ -60,6 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "environment as a column (by default environments are never mixed)")
     p.add_argument("--html", default=None, metavar="DIR",
                    help="also write DIR/report.html: one self-contained page with tables and plots")
+    p.add_argument("--best-of", default=None, metavar="KEY",
+                   help="over rows that differ only by a swept KEY (lr: run --sweep lr=1e-3,3e-3,1e-2), rank each "
+                   "variant at the value picked per seed on its validation score (the primary metric's val_ twin) and "
+                   "show its test score, the values tried and the value picked; a task without a validation metric "
+                   "is refused in one line and shown per value")
     p.add_argument("--bench", action="append", default=[], metavar="PATH.json",
                    help="with --html: add the scaling curves (time and memory vs L, log-log, fitted slopes) "
                    "of the json `attnbench bench --out` wrote (repeatable)")
@@ -151,12 +157,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
     loaded = plugins.load()
     metrics = {t.name: t.metric for t in loaded.tasks}
-    tables = task_tables(rows, metrics, compare_environments=args.compare_environments)
+    refused: list[str] = []
+    if args.best_of:
+        tables, refused = _best_of_tables(rows, metrics, args)
+    else:
+        tables = task_tables(rows, metrics, compare_environments=args.compare_environments)
     matrices = overall_matrix(tables)
     found = sweeps(rows, metrics)
+    best = None if not args.best_of else {"key": args.best_of, "refused": refused}
     if args.format == "json":
-        print(json_text(tables, matrices, found))
+        print(json_text(tables, matrices, found, best_of=best))
         return 0
+    for line in refused:  # a refusal is told on every surface: here, overall.md, the JSON and the HTML report
+        err_console.print(line, highlight=False, soft_wrap=True)
     if args.format == "csv":
         for t in tables:
             header, body = task_rows(t)
@@ -203,8 +216,8 @@ def run(args: argparse.Namespace) -> int:
         md.append(f"## overall · {m.environment}\n\n" + markdown(header, body)
                   + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
         files[f"overall-{_slug(m.environment)[:60]}.csv"] = csv_text(header, body)
-    files["overall.md"] = "\n".join(md)
-    files["leaderboard.json"] = json_text(tables, matrices, found)
+    files["overall.md"] = "".join(f"- {line}\n" for line in refused) + ("\n" if refused else "") + "\n".join(md)
+    files["leaderboard.json"] = json_text(tables, matrices, found, best_of=best)
     if out is None:
         err_console.print(f"note: no files written: cannot create {path.parent / 'report'} beside the store; "
                           "pass --out DIR to write them", highlight=False, soft_wrap=True)
@@ -216,9 +229,28 @@ def run(args: argparse.Namespace) -> int:
         from attnbench.leaderboard.html import render
 
         page = Path(args.html) / "report.html"
-        page.write_text(render(tables, matrices, found, rows, str(path), bench=bench))
+        page.write_text(render(tables, matrices, found, rows, str(path), bench=bench, notes=refused))
         console.print(f"wrote {page}", highlight=False)
     return 0
+
+
+def _best_of_tables(rows: list, metrics: dict, args: argparse.Namespace) -> tuple[list, list[str]]:
+    """The task tables with every grid over ``--best-of KEY`` replaced by its best-of table, and the refusals."""
+    from attnbench.leaderboard import task_tables
+    from attnbench.leaderboard.best_of import best_of
+
+    key = args.best_of
+    if args.compare_environments:
+        raise DataError(f"--best-of {key} picks within one environment; drop --compare-environments "
+                        "(or --best-of) and run the report twice")
+    picked = best_of(rows, metrics, key)
+    if not picked.tables and not picked.refused:
+        raise DataError(f"--best-of {key}: no rows of one task setup differ by {key!r} "
+                        f"(for {args.task or 'any task'}); run `attnbench run --sweep {key}=1e-3,3e-3,1e-2` first, "
+                        "or drop --best-of")
+    tables = task_tables(picked.rest, metrics) + picked.tables
+    tables.sort(key=lambda t: (t.task, t.profile, t.environment, t.config_hash))
+    return tables, picked.refused
 
 
 def _writable_folder(folder: Path, option: str) -> None:

@@ -18,6 +18,10 @@ def format_value(value: float | str | None, key: str = "") -> str:
         return ""
     if isinstance(value, str):
         return value
+    if key == "train_steps":
+        return f"{value:,.0f}"
+    if key == "late_drop_share":
+        return f"{value:.2f}"
     if key == "params" or key.startswith("flops"):
         for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
             if abs(value) >= size:
@@ -43,12 +47,14 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     metrics = table.metric_names()
     costs = table.cost_columns()
     ratios = table.ratio_columns()
+    extra = table.extra_columns()
     arrow = "↑" if table.higher_is_better else "↓"
     compared = any(e.environment for e in table.entries)
     normalization = table.normalization()
     header = ["rank", "variant", *(["environment"] if compared else []), "status", "seeds",
               *[f"{m} {arrow}" if m == table.metric else m for m in metrics], "Δ sdpa",
-              *[h for _, h in costs], *[h for _, h in ratios], "normalized", "pareto", "fairness", "note"]
+              *[h for _, h in costs], *[h for _, h in ratios], "normalized", "pareto", "fairness",
+              *[h for h, _ in extra], "note"]
     body = []
     ranks = table.ranks()
     front = table.pareto()
@@ -68,7 +74,8 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
             cells.append(f"excluded: {normalization.excluded}" if e.status == "ok" else "")
         else:
             cells.append(format_value(normalization.scores.get(e.variant)))
-        cells += ["★" if e.variant in front else "", table.fairness(e), e.note]
+        cells += ["★" if e.variant in front else "", table.fairness(e), *[by.get(e.variant, "") for _, by in extra],
+                  e.note]
         body.append(cells)
     return header, body
 
@@ -175,15 +182,20 @@ def _interval(i) -> dict | None:
     return {"mean": i.mean, "low": i.low, "high": i.high, "half_width": i.half_width, "n": i.n, "level": 0.95}
 
 
-def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep] = ()) -> str:
+def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep] = (),
+              best_of: dict | None = None) -> str:
     """Every table, matrix and sweep with raw (unformatted) numbers: per entry its rank, 95 %
-    interval, paired difference to sdpa, flags and normalized score; per table the rank rule
-    and why it is left out of the normalized score; per matrix the groups and the Friedman test."""
+    interval, paired difference to sdpa, flags, normalized score and (in ``cost``) its steps and
+    late drop share; per table the rank rule, why it is left out of the normalized score, whether
+    it is early training, its time budget, and for a best-of table the grid and the value picked
+    per seed; per matrix the groups and the Friedman test; ``best_of``: the key asked for and the
+    grids refused."""
     def task(t: TaskTable) -> dict:
         out = asdict(t)
         ranks, front, normalization = t.ranks(), t.pareto(), t.normalization()
         out.update(title=t.title, ranks_reliable=not t.one_seed, normalized_excluded=normalization.excluded or None,
-                   baseline_value=normalization.baseline_value)
+                   baseline_value=normalization.baseline_value, early_training=t.early_training() or None,
+                   time_budget_s=t.time_budget_s, selection=t.tag() or None)
         for entry in out["entries"]:
             e = next(x for x in t.entries if x.variant == entry["variant"])
             ok = e in t.ranked()
@@ -208,4 +220,4 @@ def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Swee
         return out
 
     return json.dumps({"rules": RULES, "tasks": [task(t) for t in tables], "overall": [matrix(m) for m in matrices],
-                       "sweeps": [sweep(s) for s in sweeps]}, indent=2, default=str)
+                       "sweeps": [sweep(s) for s in sweeps], "best_of": best_of}, indent=2, default=str)

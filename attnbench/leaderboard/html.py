@@ -65,14 +65,17 @@ def _attention_maps(rows: Iterable[ResultRow]) -> str:
 
 
 def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep], rows: list[ResultRow],
-           store: str, bench: Sequence[tuple[str, SweepResult]] = ()) -> str:
-    """The whole page as one HTML string; ``bench`` holds (source, sweep) pairs from ``attnbench bench`` jsons."""
+           store: str, bench: Sequence[tuple[str, SweepResult]] = (), notes: Sequence[str] = ()) -> str:
+    """The whole page as one HTML string; ``bench`` holds (source, sweep) pairs from ``attnbench bench`` jsons,
+    ``notes`` lines shown under the rules (a refused ``--best-of`` grid)."""
     by_table: Mapping[tuple, list[ResultRow]] = defaultdict(list)
     for r in rows:
         by_table[(r.task, r.profile, r.environment, setup_hash(r))].append(r)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>attnbench report</title><style>{STYLE}</style>"
              f"</head><body><h1>attnbench report</h1><p class='env'>store {html.escape(store)} · attnbench {__version__} · "
              f"{len(rows)} rows</p><p class='rules'>{html.escape(RULES)}</p>"]
+    if notes:
+        parts.append("<ul class='rules'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     for m in matrices:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in matrix_notes(m))
         diagram = _img(plots.critical_difference(m.friedman), f"critical difference diagram, {m.environment}") \

@@ -1,10 +1,11 @@
 """Quality and cost versus one setting (``run --sweep length=…``), per variant.
 
 Rows of one task, profile and environment whose configurations differ in exactly one key
-form a sweep over that key. Each variant gets, per value, its mean primary metric (with
-its 95 % interval over seeds when there are two or more) and its median training time and
-step memory, so a reader sees where an efficient variant's
-cost crosses ``sdpa``'s — and whether its quality holds up.
+form a sweep over that key. Rows trained for a time budget (``time_budget_s``) never share a
+sweep with step-based rows (budgeted rows alone may sweep ``time_budget_s``). Each variant
+gets, per value, its mean primary metric (with its 95 % interval over seeds when there are
+two or more) and its median training time and step memory, so a reader sees where an
+efficient variant's cost crosses ``sdpa``'s — and whether its quality holds up.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ def _varying_key(configs: list[Mapping[str, Any]]) -> str | None:
 
 def sweeps(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> list[Sweep]:
     """Every sweep the rows hold (see the module docs)."""
-    groups: dict[tuple[str, str, str], list[ResultRow]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, bool], list[ResultRow]] = defaultdict(list)
     for r in rows:
         if r.config:
-            groups[(r.task, r.profile, r.environment)].append(r)
+            groups[(r.task, r.profile, r.environment, "time_budget_s" in r.config)].append(r)
     out = []
-    for (task, profile, env), group in sorted(groups.items()):
+    for (task, profile, env, _budget), group in sorted(groups.items()):
         setups = {setup_hash(r): {k: v for k, v in r.config.items() if k != "variant_options"} for r in group}
         if len(setups) < 2:
             continue

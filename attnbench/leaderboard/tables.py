@@ -32,6 +32,15 @@ The rules, as the report states them (:data:`RULES`):
   tested with Friedman's χ² and Nemenyi's critical difference (Demšar 2006). Variants with
   partial coverage form their own group, ranked by their average rank over the tasks they
   ran, with their coverage shown.
+* **Convergence.** Each row records ``late_drop_share``, the share of its training-loss drop
+  that came in the last fifth of its steps (:mod:`attnbench.training.convergence`), shown per
+  variant (median over seeds). A table whose ``sdpa`` has not plateaued (its share above
+  ``PLATEAU_SHARE``, 0.1) says "early training" in its heading: it ranks how fast variants
+  learn at this budget, not where they end up.
+* **Equal time.** Rows trained for a wall-time budget (``time_budget_s`` in their
+  configuration, ``run --budget``) hash apart from step-based rows, so they form their own
+  tables, headed as an equal-time ranking with the steps each variant reached, and their own
+  matrix: what learns most in that many seconds on that hardware.
 """
 
 from __future__ import annotations
@@ -69,7 +78,10 @@ RULES = (
     "score per task: (score − baseline) / (sdpa − baseline), counted only on tasks where sdpa beats the baseline "
     "by more than its interval (excluded tasks are listed, no min–max fallback). Across tasks: the variants that "
     "ran every task are ranked by Friedman's average rank with Nemenyi's critical difference (Demšar 2006); "
-    "variants with partial coverage are ranked in their own group."
+    "variants with partial coverage are ranked in their own group. Late drop: the share of a row's training-loss "
+    "drop that came in its last fifth of steps; a table is marked early training when sdpa's exceeds 0.1. Tables "
+    "of rows trained for a wall-time budget rank what learns most in that time, with the steps reached, apart "
+    "from step-based tables."
 )
 
 #: Efficiency columns shown beside quality, in order, with their headers.
@@ -82,6 +94,8 @@ COST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("step_peak_mb", "step peak MB"),
     ("peak_alloc_mb", "peak alloc MB"),
     ("peak_rss_mb", "peak RSS MB"),
+    ("train_steps", "steps"),
+    ("late_drop_share", "late drop share"),
 )
 
 #: Cost figures also shown as a ratio to the reference variant in the same table.
@@ -139,9 +153,46 @@ class TaskTable:
 
     @property
     def title(self) -> str:
-        """The table's heading; a one-seed table says that its ranks are not reliable."""
-        warning = " · 1 seed: ranks are not reliable" if self.one_seed else ""
-        return f"{self.task} · {self.profile} · {self.environment} · config {self.config_hash[:8]}{warning}"
+        """The table's heading: an equal-time or best-of table says so; a one-seed table says that
+        its ranks are not reliable; a table whose sdpa has not plateaued says "early training"."""
+        parts = [self.task, self.profile, self.environment, *self.protocol(), f"config {self.config_hash[:8]}"]
+        if self.one_seed:
+            parts.append("1 seed: ranks are not reliable")
+        if self.early_training():
+            parts.append(self.early_training())
+        return " · ".join(parts)
+
+    @property
+    def time_budget_s(self) -> float | None:
+        """The wall-time budget every row of this table trained for (None: a fixed number of steps)."""
+        budget = self.config.get("time_budget_s")
+        return None if budget is None else float(budget)
+
+    def protocol(self) -> list[str]:
+        """How this table's rows were trained or chosen, as heading parts (empty for the plain protocol)."""
+        if self.time_budget_s is None:
+            return []
+        return [f"equal time: what learns most in {self.time_budget_s:g} s on this hardware (steps reached shown)"]
+
+    def tag(self) -> str:
+        """A short name for how this table's rows were chosen, for the matrix's column ("" here)."""
+        return ""
+
+    def extra_columns(self) -> list[tuple[str, dict[str, str]]]:
+        """Columns a kind of table adds before the note, as (header, cell by variant); none here."""
+        return []
+
+    def early_training(self) -> str:
+        """Why this table is early training (sdpa's median late drop share above the plateau
+        threshold), or "" when sdpa has plateaued or its rows predate the figure."""
+        from attnbench.training.convergence import PLATEAU_SHARE  # here: the training package imports torch
+
+        ref = self.reference()
+        share = None if ref is None else ref.cost.get("late_drop_share")
+        if share is None or share <= PLATEAU_SHARE:
+            return ""
+        return (f"early training: sdpa's last fifth of steps brought {share:.0%} of its loss drop "
+                f"(plateaued: ≤ {PLATEAU_SHARE:.0%})")
 
     @property
     def one_seed(self) -> bool:
@@ -267,9 +318,12 @@ class TaskTable:
         return self.normalization().scores
 
     def cost_columns(self) -> list[tuple[str, str]]:
-        """The efficiency columns some entry reports, as (key, header)."""
+        """The efficiency columns some entry reports, as (key, header); under a time budget the
+        steps column is "steps reached"."""
         present = {c for e in self.entries for c in e.cost}
-        return [(key, header) for key, header in COST_COLUMNS if key in present]
+        budget = self.time_budget_s is not None
+        return [(key, "steps reached" if budget and key == "train_steps" else header)
+                for key, header in COST_COLUMNS if key in present]
 
     def ratio_columns(self) -> list[tuple[str, str]]:
         """The ×sdpa columns this table can fill, as (key, header)."""
@@ -404,12 +458,13 @@ class Matrix:
 
 
 def overall_matrix(tables: list[TaskTable]) -> list[Matrix]:
-    """One matrix per (environment, profile), following the rules in the module docs."""
-    by_env: dict[tuple[str, str], list[TaskTable]] = defaultdict(list)
+    """One matrix per (environment, profile, time budget), following the rules in the module docs:
+    equal-time tables never share a matrix with step-based ones."""
+    by_env: dict[tuple[str, str, float], list[TaskTable]] = defaultdict(list)
     for t in tables:
-        by_env[(t.environment, t.profile)].append(t)
+        by_env[(t.environment, t.profile, -1.0 if t.time_budget_s is None else t.time_budget_s)].append(t)
     out = []
-    for (env, profile), group in sorted(by_env.items()):
+    for (env, profile, budget), group in sorted(by_env.items()):
         cells: dict[str, dict[str, float | str]] = defaultdict(dict)
         intervals: dict[str, dict[str, float]] = defaultdict(dict)
         flags: dict[str, dict[str, str]] = defaultdict(dict)
@@ -420,7 +475,7 @@ def overall_matrix(tables: list[TaskTable]) -> list[Matrix]:
         for t in group:
             name = t.task if sum(x.task == t.task for x in group) == 1 else f"{t.task}@{t.config_hash[:6]}"
             names.append(name)
-            columns[name] = f"{t.metric} {'↑' if t.higher_is_better else '↓'}"
+            columns[name] = f"{t.metric} {'↑' if t.higher_is_better else '↓'}" + (f", {t.tag()}" if t.tag() else "")
             ok = t.ranked()
             for e in t.entries:
                 cells[e.variant][name] = e.metrics[t.metric] if e in ok else e.status
@@ -451,7 +506,8 @@ def overall_matrix(tables: list[TaskTable]) -> list[Matrix]:
             if own:
                 mean_rank[v] = statistics.fmean(own)
         out.append(Matrix(
-            tasks=names, cells=dict(cells), environment=f"{profile} · {env}",
+            tasks=names, cells=dict(cells),
+            environment=f"{profile} · {env}" + (f" · equal time: what learns most in {budget:g} s" if budget >= 0 else ""),
             normalized={v: statistics.fmean(s) for v, s in norm.items()}, mean_rank=mean_rank,
             covered={v: c for v, c in covered.items() if c}, columns=columns, intervals=dict(intervals),
             flags=dict(flags), excluded=excluded, complete=complete, friedman=test,
