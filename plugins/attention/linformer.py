@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import attnbench
@@ -70,8 +71,9 @@ class LinformerAttention(nn.Module):
             k, v = k * weight, v * weight
         k_proj = self.proj_k[:, :length].to(k.dtype) @ k  # (B, H, k, D)
         v_proj = self.proj_v[:, :length].to(v.dtype) @ v
-        scores = q @ (k_proj * q.shape[-1] ** -0.5).transpose(-2, -1)  # (B, H, Lq, k); scaled on the small side
-        return self.dropout(torch.softmax(scores, dim=-1)) @ v_proj
+        # softmax(q k_projᵀ/√D) v_proj over the k projected keys: SDPA's fused kernel, never an unfused (Lq, k) pass.
+        dropout = self.dropout.p if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k_proj, v_proj, dropout_p=dropout)
 
 
 @attnbench.hookimpl
