@@ -105,7 +105,7 @@ def build_floor(name: str, module, length: int, heads: int):  # noqa: C901 - one
             x = (-2 * (q @ w)).unsqueeze(-2) + (-2 * (k @ u)).unsqueeze(-3)
             s = a.sum(-1)[:, None, None] - 2 * (torch.sigmoid(x) @ a[:, None, :, None]).squeeze(-1)
             return torch.softmax(s, -1) @ v
-        return {"tanh": tanh_form, "sigmoid": sigmoid_form}, "one-shot (unchunked) {tanh|sigmoid} form"
+        return {"tanh": tanh_form, "sigmoid": sigmoid_form}, "one-shot (unchunked) {tanh, sigmoid} form"
     if name == "local":
         i = torch.arange(length)
         band = (i[None, :] - i[:, None]).abs() <= module.window // 2
