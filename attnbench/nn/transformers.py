@@ -126,6 +126,7 @@ def _decoding_layer_class():
             super().__init__(**kwargs)
             self.seen = 0
             self.state: Any = None
+            self.returned: torch.Tensor | None = None
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.device = key_states.device
@@ -135,6 +136,7 @@ def _decoding_layer_class():
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             self.seen += key_states.shape[-2]
+            self.returned = key_states  # the attention call that follows gets this very tensor
             _PENDING.set(self)
             return key_states, value_states
 
@@ -145,7 +147,7 @@ def _decoding_layer_class():
             return self.seen + query_length, 0
 
         def reset(self) -> None:
-            self.seen, self.state, self.is_initialized = 0, None, False
+            self.seen, self.state, self.returned, self.is_initialized = 0, None, None, False
 
         def crop(self, tokens_to_remove: int) -> None:
             raise PluginError("an attnbench decoding state cannot be cropped (no assisted or speculative decoding)")
@@ -338,6 +340,11 @@ def forward(
     if need_weights and not spec.weights:
         raise _refuse(spec, "weights", "output_attentions=True asks for attention maps")
 
+    layer = _PENDING.get()
+    if layer is not None:
+        _PENDING.set(None)
+        if getattr(layer, "returned", None) is not key:  # not the call right after this layer's update
+            layer = None
     groups = int(getattr(module, "num_key_value_groups", 1) or 1)
     if groups > 1:
         from transformers.integrations.sdpa_attention import repeat_kv
@@ -346,9 +353,7 @@ def forward(
     batch, _, lq, head_dim = query.shape
     if scaling is not None and not math.isclose(scaling, head_dim**-0.5, rel_tol=1e-6):
         query = query * (scaling * math.sqrt(head_dim))
-    layer = _PENDING.get()
     if layer is not None:  # a DecodingCache layer updated just before this call: step the variant's state
-        _PENDING.set(None)
         out = _step(spec, layer, module, query, key, value, attention_mask, dropout)
         return out.transpose(1, 2).contiguous(), None
     module_is_causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", False))
