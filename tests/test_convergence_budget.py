@@ -46,3 +46,23 @@ def test_budget_trains_for_wall_time_and_keys_the_row_apart() -> None:
     # the loop stops at the first step past the budget: never much beyond it, and it ran steps
     assert 1.5 <= row.efficiency["train_s"] < 1.5 + 5.0
     assert row.efficiency["train_steps"] >= 1
+
+
+def test_run_budget_is_validated_and_its_rows_are_stored_apart(tmp_path):
+    import sqlite3
+
+    from conftest import run_cli
+
+    store = tmp_path / "r.sqlite"
+    bad = run_cli("run", "--tasks", "listops", "--variants", "sdpa", "--profile", "smoke", "--budget", "0",
+                  "--store", str(store))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[0].endswith(
+        "--budget 0: give a positive number of seconds, or leave it out for training for the profile's steps")
+    assert not store.exists()
+    common = ("run", "--tasks", "listops", "--variants", "sdpa", "--profile", "smoke", "--store", str(store))
+    assert run_cli(*common).returncode == 0
+    timed = run_cli(*common, "--budget", "1")
+    assert timed.returncode == 0, timed.stdout + timed.stderr
+    rows = sqlite3.connect(store).execute("SELECT config_hash, status FROM results").fetchall()
+    assert len(rows) == 2 and len({h for h, _ in rows}) == 2  # two setups, never merged

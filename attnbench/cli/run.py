@@ -90,6 +90,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-memory", type=float, default=None, metavar="MB",
                    help="cap each CPU worker's memory (> 0 MB): a pairing that needs more becomes a "
                    "'failed: out of memory' row and the matrix goes on (default: no cap)")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="train each pairing for this many seconds of wall time on its device (> 0) instead of "
+                   "the profile's steps; the steps reached are recorded, and such rows are keyed and ranked "
+                   "apart (\"what learns most in N seconds on this hardware\")")
     p.add_argument("--resume", action="store_true",
                    help="skip pairings the store already holds as finished (ok, unsupported, diverged); "
                    "without it, pairings run again and replace their rows (said before the run starts)")
@@ -169,6 +173,7 @@ def check_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--jobs {args.jobs}: run at least one pairing at a time, pass --jobs 1 or more")
     _positive("--timeout", args.timeout, "seconds", "no limit")
     _positive("--max-memory", args.max_memory, "MB", "no cap")
+    _positive("--budget", args.budget, "seconds", "training for the profile's steps")
     if args.max_memory is not None and args.executor == "ray":
         raise UsageError(f"--max-memory {args.max_memory:g} caps local CPU workers; with --executor ray use "
                          "Ray's own memory limits, or drop --max-memory")
@@ -202,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     variant_options = parse_variant_options(args.variant_options)
     warn_plugin_errors()
     pairings = plan(profile=args.profile, overrides=overrides, variant_options=variant_options, sweep=sweep,
-                    **selection)
+                    budget_s=args.budget, **selection)
     with Store(args.store) as store:
         if store.created_folder is not None:
             console.print(f"created folder {escape(str(store.created_folder))} for the store {escape(args.store)}",

@@ -44,6 +44,7 @@ def plan(
     *, tasks: Sequence[str] | None, variants: Sequence[str] | None, profile: str, seeds: Sequence[int],
     data_dir: DataDirs = None, overrides: Mapping[str, Any] | None = None,
     variant_options: Mapping[str, Overrides] | None = None, sweep: tuple[str, Sequence[Any]] | None = None,
+    budget_s: float | None = None,
 ) -> list[Pairing]:
     """Every pairing of the selected tasks and variants (names or globs) for each seed,
     and for each value of the ``sweep`` key when one is given.
@@ -55,6 +56,7 @@ def plan(
     variant name to its options (``--variant-option``). Unknown names, profiles, keys,
     options, values of the wrong type or out of range, seeds outside 0…2**32-1 and a
     missing data folder are errors here, before any work starts. Repeated pairings are run once.
+    ``budget_s`` (``--budget``) trains every pairing for that many seconds instead of its steps.
     """
     seeds = _checked_seeds(seeds)
     loaded = plugins.load()
@@ -85,7 +87,7 @@ def plan(
     dirs = _data_dirs(data_dir, list(configs))
     pairings = (
         Pairing(task=t.name, variant=v.name, profile=profile, seed=seed, data_dir=dirs[t.name],
-                overrides=point, variant_options=options.get(v.name, ()))
+                overrides=point, variant_options=options.get(v.name, ()), budget_s=budget_s)
         for t in chosen_tasks for point in per_point[t.name] for v in chosen_variants for seed in seeds
     )
     return list(dict.fromkeys(pairings))
