@@ -69,8 +69,9 @@ class LinformerAttention(nn.Module):
         if keep is not None:
             weight = keep[:, None, :, None].to(k.dtype)
             k, v = k * weight, v * weight
-        k_proj = self.proj_k[:, :length].to(k.dtype) @ k  # (B, H, k, D)
-        v_proj = self.proj_v[:, :length].to(v.dtype) @ v
+        # einsum, not a broadcast matmul: its backward would form a (B·H, k, L) gradient of E and F, then sum it.
+        k_proj = torch.einsum("kl,bhld->bhkd", self.proj_k[:, :length].to(k.dtype), k)  # (B, H, k, D)
+        v_proj = torch.einsum("kl,bhld->bhkd", self.proj_v[:, :length].to(v.dtype), v)
         # softmax(q k_projᵀ/√D) v_proj over the k projected keys: SDPA's fused kernel, never an unfused (Lq, k) pass.
         dropout = self.dropout.p if self.training else 0.0
         return F.scaled_dot_product_attention(q, k_proj, v_proj, dropout_p=dropout)
