@@ -120,6 +120,11 @@ class S4D(nn.Module):
         a = torch.complex(-self.log_a_real.exp(), self.a_imag)
         c_bar = torch.view_as_complex(self.c[0].contiguous()) * (dta.exp() - 1) / a
         x = state["x"]
+        if t == 1:  # one token: the recurrence itself, no kernel or Toeplitz product
+            x = dta.exp() * x + u[..., 0, None].to(x.dtype)
+            y = 2 * torch.einsum("cn,bcn->bc", c_bar, x).real + self.d * u[..., 0]
+            out = y.to(v.dtype).reshape(b, h, d, 1).transpose(-2, -1)
+            return out, RecurrentState(tensors={"x": x}, position=state.position + 1)
         ys = []
         for start in range(0, t, self.STEP_PIECE):
             piece = u[..., start : start + self.STEP_PIECE]
