@@ -18,14 +18,17 @@ from attnbench.training.next_token import IGNORE
 
 CPU = torch.device("cpu")
 
-ARTICLE = """ = {title} = 
-
- {title} is a small town on the river , known for its bridge — « le pont » — and its café .
-
- = = History = = 
-
- The town was founded in 1{n}03 . Its market @-@ place is still used every week .
-"""
+#: One WikiText article: headings as WikiText writes them, with a space before the line end.
+ARTICLE = "\n".join([
+    " = {title} = ",
+    "",
+    " {title} is a small town on the river , known for its bridge — « le pont » — and its café . ",
+    "",
+    " = = History = = ",
+    "",
+    " The town was founded in 1{n}03 . Its market @-@ place is still used every week . ",
+    "",
+])
 
 
 def write_wikitext(root: Path, articles: int = 6) -> Path:
