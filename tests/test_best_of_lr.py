@@ -116,6 +116,8 @@ def test_report_cli_best_of_lr_writes_the_grid_and_refuses_a_task_without_valida
     rows += [ResultRow(task="translation", variant="sdpa", profile="quick", seed=0, environment="cpu | test",
                        config_hash=str(lr), status="ok", metrics={"bleu": 20.0 + lr, "val_loss": 2.0, "copy_bleu": 1.0},
                        config={"lr": lr}) for lr in (1e-3, 3e-3)]
+    # Rows trained for 30 s at one rate: their own equal-time table, never part of the grid above.
+    rows += [_row("listops", v, 0, 0.5, val=0.5, lr=1e-3, budget=30.0, steps=n) for v, n in (("sdpa", 80), ("trap", 240))]
     store = tmp_path / "r.sqlite"
     _rows(store, rows)
     out = tmp_path / "report"
@@ -127,11 +129,16 @@ def test_report_cli_best_of_lr_writes_the_grid_and_refuses_a_task_without_valida
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["best_of"]["refused"][0].startswith(refusal)
     listops = [t for t in data["tasks"] if t["task"] == "listops"]
-    assert len(listops) == 1 and listops[0]["chosen"]["trap"]["0"]["value"] == 1e-3
+    timed, best = sorted(listops, key=lambda t: "chosen" in t)
+    assert best["chosen"]["trap"]["0"]["value"] == 1e-3 and best["time_budget_s"] is None
+    assert timed["time_budget_s"] == 30.0 and timed["config"]["lr"] == 1e-3
+    # The terminal's default columns show the picks, and the steps reached in the equal-time table.
+    assert "lr picked" in done.stdout and "0.001 (seeds 0, 1); 0.003 (seed 2)" in done.stdout
+    assert "equal time: what learns most in 30 s on this hardware" in done.stdout and "steps reached" in done.stdout
     assert len([t for t in data["tasks"] if t["task"] == "translation"]) == 2  # one table per rate
-    (md,) = [p for p in out.glob("listops-*.md") if "-vs-" not in p.name]  # not the sweep over lr
+    (md,) = [p for p in out.glob("listops-*.md") if "-vs-" not in p.name and "equal time" not in p.read_text()]
     assert "best of lr" in md.read_text() and "0.001 (seeds 0, 1); 0.003 (seed 2)" in md.read_text()
-    (table_csv,) = [p for p in out.glob("listops-*.csv")]
+    (table_csv,) = [p for p in out.glob("listops-*.csv") if "lr picked" in p.read_text()]
     trap = next(r for r in csv.DictReader(io.StringIO(table_csv.read_text())) if r["variant"] == "trap")
     assert trap["lr picked"] == "0.001 (seeds 0, 1); 0.003 (seed 2)" and trap["lr tried"].endswith("0.01 (diverged)")
     assert "best of lr" in next(t for t in data["overall"][0]["columns"].values() if "accuracy" in t)

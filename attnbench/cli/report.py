@@ -79,8 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-#: The default terminal columns (kept here so that ``--help`` needs no leaderboard import).
-NARROW = ("rank", "variant", "score", "seeds", "train_×sdpa", "memory_×sdpa", "flags")
+#: The default terminal columns (kept here so that ``--help`` needs no leaderboard import); a column a
+#: table lacks is skipped (steps reached: only equal-time tables have it).
+NARROW = ("rank", "variant", "score", "seeds", "steps_reached", "train_×sdpa", "memory_×sdpa", "flags")
 
 
 def _slug(text: str) -> str:
@@ -107,7 +108,8 @@ def _columns(args: argparse.Namespace) -> list[str] | None:
     if args.wide:
         return None
     if args.columns is None:  # compared environments: which environment a line is from is part of its name
-        return list(NARROW[:2]) + ["environment"] * args.compare_environments + list(NARROW[2:])
+        picked = [f"{args.best_of}_picked"] if args.best_of else []  # a best-of table shows its picks by default
+        return list(NARROW[:2]) + ["environment"] * args.compare_environments + list(NARROW[2:-1]) + picked + ["flags"]
     wanted = [c.strip() for c in args.columns.split(",") if c.strip()]
     if not wanted:
         raise DataError(f"--columns {args.columns!r} names no column; e.g. --columns {','.join(NARROW)}, or --wide")
