@@ -54,7 +54,11 @@ def classification_metrics(
     model: nn.Module, val: TokenSplit, test: TokenSplit, losses: list[float], ctx: RunContext, batch_size: int
 ) -> dict[str, float]:
     """Test accuracy (primary), validation accuracy, the test set's majority share and the mean
-    loss of the last 10 steps; hands the model to the harness with one training-sized test batch."""
+    loss of the last 10 steps; hands the model to the harness with one training-sized test batch.
+
+    ``val_accuracy`` follows the convention ``report --best-of`` picks on: the primary metric
+    measured on the validation split, named with the prefix ``val_``
+    (:mod:`attnbench.leaderboard.best_of`)."""
     eval_size = int(ctx.config["eval_batch_size"])
     metrics = {
         "accuracy": accuracy(model, test, eval_size, ctx.device),
