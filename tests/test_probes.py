@@ -147,3 +147,11 @@ def test_the_cli_refuses_a_data_dir_for_a_generated_probe_in_one_line(tmp_path):
     )
     out = proc.stderr + proc.stdout
     assert proc.returncode != 0 and "generates its data" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("positions", ["none", "shift", "sinusoidal"])
+def test_positions_other_than_a_learned_table_run_at_any_length(positions):
+    model = CausalLM(plugins.get_attention("sdpa"), vocab_size=16, dim=16, depth=1, heads=1, max_len=8,
+                     positions=positions)
+    assert model.length_limit() is None
+    assert model(torch.zeros(2, 32, dtype=torch.long)).shape == (2, 32, 16)

@@ -11,12 +11,14 @@ probes need. ``positions="learned"`` adds a learned absolute table of ``max_len`
 scheme); such a model cannot run past ``max_len``, and :meth:`CausalLM.length_limit` says so.
 ``positions="shift"`` adds, to each token's embedding, a learned projection of the previous
 token's (a token shift, as RWKV's, or the shortest of H3's and Based's short convolutions): local
-order at no length limit.
+order at no length limit. ``positions="sinusoidal"`` adds the original Transformer's fixed
+sinusoids, computed for any length (absolute order, no table to outgrow).
 A variant whose spec ``needs_max_len`` is built for ``max_len`` and has the same limit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +29,20 @@ from attnbench.nn.attention import MultiheadAttention
 from attnbench.specs import AttentionSpec
 
 #: The positional schemes :class:`CausalLM` offers.
-POSITIONS: tuple[str, ...] = ("none", "shift", "learned")
+POSITIONS: tuple[str, ...] = ("none", "shift", "sinusoidal", "learned")
+
+
+def positions_are_sinusoidal(positions: str) -> bool:
+    """Whether ``positions`` names the fixed sinusoidal table."""
+    return positions == "sinusoidal"
+
+
+def sinusoids(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The Transformer's fixed sinusoidal positions (length, dim): sines in the first half, cosines in the second."""
+    positions = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    rates = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.cat([torch.sin(positions * rates), torch.cos(positions * rates)], dim=-1)[:, :dim]
+    return table.to(dtype)
 
 
 class CausalBlock(nn.Module):
@@ -118,6 +133,8 @@ class CausalLM(nn.Module):
         x = self.token_embedding(tokens)
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(tokens.shape[1], device=tokens.device))
+        if positions_are_sinusoidal(self.positions):
+            x = x + sinusoids(tokens.shape[1], x.shape[-1], x.device, x.dtype)
         if self.shift is not None:  # each position also sees the token before it
             x = x + self.shift(torch.nn.functional.pad(x[:, :-1], (0, 0, 1, 0)))
         for block in self.blocks:
