@@ -155,7 +155,7 @@ def test_a_table_whose_sdpa_has_not_plateaued_says_early_training(tmp_path: Path
     rows += [_row("old", "sdpa", s, 0.6) for s in range(3)]  # rows from before the figure: no label
     tables = {t.task: t for t in task_tables(_rows(tmp_path / "r.sqlite", rows), {"early": ACC, "flat": ACC, "old": ACC})}
     assert tables["early"].title.endswith(
-        "early training: sdpa's last fifth of steps brought 30% of its loss drop (plateaued: ≤ 10%)")
+        "early training: sdpa's last fifth of steps brought 30.0% of its loss drop (plateaued: ≤ 10%)")
     assert "early training" not in tables["flat"].title  # median 0.08: plateaued, though one seed was not
     assert "early training" not in tables["old"].title
     header, body = task_rows(tables["early"])

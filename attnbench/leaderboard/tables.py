@@ -191,7 +191,7 @@ class TaskTable:
         share = None if ref is None else ref.cost.get("late_drop_share")
         if share is None or share <= PLATEAU_SHARE:
             return ""
-        return (f"early training: sdpa's last fifth of steps brought {share:.0%} of its loss drop "
+        return (f"early training: sdpa's last fifth of steps brought {share:.1%} of its loss drop "
                 f"(plateaued: ≤ {PLATEAU_SHARE:.0%})")
 
     @property
