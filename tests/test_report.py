@@ -113,6 +113,31 @@ def test_html_report_adds_scaling_curves_with_fitted_slopes_from_a_bench_json(be
         assert f"<td>{fwd:.2f}</td>" in cells and f"<td>{memory:.2f}" in cells, (s["variant"], cells)
 
 
+DECODE_JSON = Path(__file__).parent.parent / "benchmarks" / "decode-cpu.json"  # written by `attnbench bench --decode --out`
+
+
+def test_html_report_shows_a_decode_run_with_its_crossover_table(store: Path, tmp_path: Path):
+    site = tmp_path / "site"
+    result = run_cli("report", "--store", str(store), "--out", str(tmp_path / "md"), "--html", str(site), "--bench",
+                     str(DECODE_JSON))
+    assert result.returncode == 0, result.stderr
+    page = (site / "report.html").read_text()
+    assert "<h2>decoding cost versus context (decode-cpu.json)</h2>" in page
+    (figure,) = re.findall(r'alt="decoding cost vs context, decode-cpu.json" src="data:image/png;base64,([^"]+)"', page)
+    assert base64.b64decode(figure).startswith(b"\x89PNG")
+    # every variant of the run has its row in the summary, and every crossover the json holds is shown on it
+    payload = json.loads(DECODE_JSON.read_text())
+    table = page[page.index("Decoding summary"):]
+    for variant in {m["variant"] for m in payload["measurements"]}:
+        assert f"<tr><td>{variant}</td>" in table, variant
+    truncated = tmp_path / "cut.json"
+    truncated.write_text(json.dumps({"kind": "decode", "meta": {}}))
+    bad = run_cli("report", "--store", str(store), "--html", str(tmp_path / "other"), "--bench", str(truncated))
+    assert bad.returncode == 2
+    assert f"--bench {truncated} is not a whole `attnbench bench --decode` json" in bad.stderr.splitlines()[0]
+    assert not (tmp_path / "other").exists()
+
+
 def test_a_bench_file_that_is_not_a_bench_json_is_refused_by_name(store: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]):
     from attnbench.cli import main

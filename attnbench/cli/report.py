@@ -30,6 +30,7 @@ examples:
   attnbench report --store runs/gpu.sqlite --out site/leaderboard
   attnbench report --html site/                      one self-contained page with plots
   attnbench report --html site/ --bench benchmarks/variant-cost-cpu.json    + scaling curves vs L
+  attnbench report --html site/ --bench benchmarks/decode-cpu.json          + decoding cost vs context
   attnbench report --format json | jq '.tasks[0]'    machine-readable, nothing else printed
   attnbench report --best-of lr                      after run --sweep lr=…: each variant at its rate picked on validation
 
@@ -68,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "is refused in one line and shown per value")
     p.add_argument("--bench", action="append", default=[], metavar="PATH.json",
                    help="with --html: add the scaling curves (time and memory vs L, log-log, fitted slopes) "
-                   "of the json `attnbench bench --out` wrote (repeatable)")
+                   "of the json `attnbench bench --out` wrote, or the decoding cost vs context of the json "
+                   "`attnbench bench --decode --out` wrote (repeatable)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--columns", default=None, metavar="A,B,…",
                        help="terminal columns of the task tables (default: " + ",".join(NARROW) + "); names are "
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         select_columns,
         task_rows,
     )
-    from attnbench.leaderboard.scaling import load_sweep
+    from attnbench.leaderboard.scaling import load_bench
     from attnbench.leaderboard.sweeps import sweep_rows, sweeps
 
     path = Path(args.store)
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bench and not args.html:
         raise DataError(f"--bench {args.bench[0]} adds a section to the HTML report: pass --html DIR as well")
     wanted = _columns(args)
-    bench = [(source, load_sweep(source)) for source in args.bench]  # a bad file stops us before any output
+    bench = [(source, load_bench(source)) for source in args.bench]  # a bad file stops us before any output
     where = {k: v for k, v in (("task", args.task), ("profile", args.profile)) if v}
     with Store(path, readonly=True) as store:
         rows = store.rows(**where)

@@ -96,7 +96,11 @@ def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep],
                      f"{html.escape(s.metric)} · train s · step peak MB</p>" + _table(*sweep_rows(s))
                      + "<div class='figs'>" + _img(plots.sweep_plot(s), f"{s.task} vs {s.key}") + "</div>")
     for source, result in bench:
-        parts.append(scaling.section(result, source, _img(scaling.plot_png(result),
-                                                         f"time and peak memory vs L, {Path(source).name}")))
+        if scaling.is_decode(result):
+            parts.append(scaling.decode_section(result, source, _img(scaling.decode_plot_png(result),
+                                                                     f"decoding cost vs context, {Path(source).name}")))
+        else:
+            parts.append(scaling.section(result, source, _img(scaling.plot_png(result),
+                                                             f"time and peak memory vs L, {Path(source).name}")))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,6 +1,9 @@
 """Scaling curves for the HTML report, from the json that ``attnbench bench --out`` writes.
 
-``attnbench report --html DIR --bench PATH.json`` adds a section per file: time and peak
+``attnbench report --html DIR --bench PATH.json`` adds a section per file. A decode json
+(``attnbench bench --decode --out``) gets per-token latency, state size and prefill
+throughput against the context, with the crossover table (:func:`decode_section`); any
+other bench json gets time and peak
 memory against L on log-log axes (the bench's own :func:`attnbench.bench.plot.write_plot`),
 each variant's fitted log-log slopes and efficiency lengths (:func:`attnbench.bench.sweep.summarize`,
 hence :mod:`attnbench.bench.fit`) and every measurement with its ratio to ``sdpa``.
@@ -75,6 +78,30 @@ def load_sweep(path: str | Path) -> SweepResult:
     return result
 
 
+def load_bench(path: str | Path) -> SweepResult | Any:
+    """Either kind of bench json: a decode run (``"kind": "decode"``, read back by
+    :func:`attnbench.bench.decode.read_json`) or a length sweep (:func:`load_sweep`)."""
+    path = Path(path)
+    try:
+        kind = json.loads(path.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None  # load_sweep names the problem
+    if kind != "decode":
+        return load_sweep(path)
+    from attnbench.bench import decode
+
+    try:
+        return decode.read_json(path)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"--bench {path} is not a whole `attnbench bench --decode` json: {type(exc).__name__}: {exc}; "
+                        "pass the json that `attnbench bench --decode --out DIR` wrote") from None
+
+
+def is_decode(result: Any) -> bool:
+    """Whether a loaded bench result is a decode run (else a length sweep)."""
+    return not isinstance(result, SweepResult)
+
+
 def _fit_range(summary: list[dict[str, Any]]) -> tuple[int | None, int | None]:
     """The widest range the stored fits covered: every stored fit lies inside the range
     the bench was given, and the outermost ones touch its measured ends."""
@@ -96,6 +123,30 @@ def plot_png(result: SweepResult) -> bytes:
     """The bench's log-log figure (time and memory vs L) as PNG bytes."""
     with tempfile.TemporaryDirectory(prefix="attnbench-scaling-") as folder:
         return write_plot(result, Path(folder) / "scaling.png").read_bytes()
+
+
+def decode_plot_png(result: Any) -> bytes:
+    """The decode run's figure (ms/token, state MB, prefill tokens/s vs context) as PNG bytes."""
+    from attnbench.bench.decode import write_plot as write_decode_plot
+
+    with tempfile.TemporaryDirectory(prefix="attnbench-decode-") as folder:
+        return write_decode_plot(result, Path(folder) / "decode.png").read_bytes()
+
+
+def decode_section(result: Any, source: str, image: str) -> str:
+    """The report's HTML for one ``bench --decode`` file: environment, figure, the summary
+    (state growth, crossover context) and every cell with its ratio to sdpa."""
+    from attnbench.bench import decode
+
+    meta, plan = result.meta, result.plan
+    where = (f"{source} · {meta.get('device', '?')} · torch {meta.get('torch_version', '?')} · H={plan.heads}, "
+             f"D={plan.head_dim}, {plan.dtype} · B = {', '.join(map(str, plan.batches))} · contexts "
+             f"{', '.join(map(str, meta.get('contexts', [])))} · {meta.get('timing', '')}")
+    return (f"<h2>decoding cost versus context ({html.escape(Path(source).name)})</h2>"
+            f"<p class='env'>{html.escape(where)}</p><div class='figs scaling'>{image}</div>"
+            + _table(decode.summary_table(result))
+            + "<details><summary>every cell, with its ratio to sdpa</summary>"
+            + _table(decode.measurement_table(result)) + "</details>")
 
 
 def section(result: SweepResult, source: str, image: str) -> str:
