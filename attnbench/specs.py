@@ -211,6 +211,12 @@ class Task(Protocol):
     JSON-serialisable dict); its hash goes into every result row, so rows from
     different setups never merge. ``run(ctx)`` returns the metrics, the primary one
     (``metric.name``) included.
+
+    Optionally, ``neutral_settings`` maps a profile key added after results were recorded to
+    the value at which the task behaves exactly as before (``{"pack": 1}``): at that value
+    the key is left out of the resolved configuration and its hash, so earlier rows and
+    reference tables keep matching; ``--set`` still accepts it, and ``run()`` reads it with
+    that default (``ctx.config.get("pack", 1)``).
     """
 
     name: str

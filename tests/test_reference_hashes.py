@@ -27,12 +27,7 @@ REFERENCE = Path(__file__).parent.parent / "leaderboards" / "cpu-quick-all"
 
 #: Tables known to be stale, with why they cannot be regenerated here and now. Strict: once the reference is
 #: regenerated the test passes, and pytest fails until the entry is removed.
-STALE = {
-    ("listops", "quick"): "listops gained the `pack` setting (commit 2efb8c2: `--set pack=N`, 1 = one expression a "
-    "sequence, as before) after the reference run, so its quick setup hash is 0ed184d4, not the reference's cf9ffcca "
-    "(same results: pack=1 is the old behaviour). Regenerating needs listops × every variant at quick on an idle "
-    "machine and the reference store, which is not committed; issue 24's three-seed reference run will replace it",
-}
+STALE: dict[tuple[str, str], str] = {}
 
 
 def _committed() -> list:
@@ -77,3 +72,16 @@ def test_a_reference_table_was_made_with_the_configuration_the_code_gives_today(
                 f"configures it as {now[:8]} ({detail}). Regenerate that reference (command in "
                 "leaderboards/README.md), or revert the profile change (read a new option with a default instead of "
                 "listing it at its no-op value)", pytrace=False)
+
+
+def test_a_neutral_setting_stays_out_of_the_hash_at_its_value_and_in_it_otherwise():
+    from attnbench.runner.pairing import Pairing, config_hash, resolved_config
+
+    task = plugins.get_task("listops")
+    assert task.neutral_settings == {"pack": 1}
+    default = Pairing(task="listops", variant="sdpa", profile="quick", seed=0)
+    explicit = Pairing(task="listops", variant="sdpa", profile="quick", seed=0, overrides=(("pack", 1),))
+    packed = Pairing(task="listops", variant="sdpa", profile="quick", seed=0, overrides=(("pack", 2),))
+    assert "pack" not in resolved_config(task, default) and "pack" not in resolved_config(task, explicit)
+    assert config_hash(task, default) == config_hash(task, explicit) != config_hash(task, packed)
+    assert resolved_config(task, packed)["pack"] == 2

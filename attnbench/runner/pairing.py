@@ -86,8 +86,17 @@ def profile_config(task: Task, profile: str) -> Mapping[str, Any]:
 
 def resolved_config(task: Task, pairing: Pairing) -> dict[str, Any]:
     """The task's configuration for the pairing: its profile with the ``--set`` overrides applied
-    (and ``time_budget_s`` under ``--budget``)."""
+    (and ``time_budget_s`` under ``--budget``).
+
+    A setting a task lists in its optional ``neutral_settings`` (``{"pack": 1}``) is left out
+    while it holds that value: such a setting was added after results were recorded, and at
+    that value the task behaves as before, so the configuration (and its hash) stays what it
+    was and old rows keep matching. The task reads it with that default.
+    """
     config = apply_task_overrides(task.name, profile_config(task, pairing.profile), pairing.overrides)
+    for key, neutral in getattr(task, "neutral_settings", {}).items():
+        if key in config and config[key] == neutral:
+            del config[key]
     if pairing.budget_s is not None:
         config["time_budget_s"] = float(pairing.budget_s)
     return config

@@ -78,7 +78,7 @@ class PackedClassifier(SequenceClassifier):
 def run(ctx: RunContext, splits: data.Splits) -> dict[str, float]:
     """Train and test the packed model; metrics as the unpacked task reports them, over expressions."""
     cfg = ctx.config
-    pack, max_length = int(cfg["pack"]), int(cfg["max_length"])
+    pack, max_length = int(cfg.get("pack", 1)), int(cfg["max_length"])
     train, val, test = (PackedSplit(s, pack) for s in (splits.train, splits.val, splits.test))
     model = PackedClassifier(
         ctx.attention, pack=pack, vocab_size=len(data.VOCAB), num_classes=data.NUM_CLASSES, max_len=pack * max_length,

@@ -68,6 +68,8 @@ class ListOpsTask:
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires = frozenset({"padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``pack`` came after the reference runs; at 1 the task is what it was, so it stays out of the hash
+    neutral_settings: Mapping[str, Any] = {"pack": 1}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train split, report test accuracy (primary), validation accuracy,
@@ -76,7 +78,7 @@ class ListOpsTask:
         seed_everything(ctx.seed)  # also when run() is called outside the harness
         max_length = int(cfg["max_length"])
         splits = data.load_dir(ctx.data_dir, max_length) if ctx.data_dir is not None else data.generated(cfg)
-        if int(cfg["pack"]) > 1:
+        if int(cfg.get("pack", 1)) > 1:
             return packed.run(ctx, splits)
         model = SequenceClassifier(
             ctx.attention, vocab_size=len(data.VOCAB), num_classes=data.NUM_CLASSES, max_len=max_length,
