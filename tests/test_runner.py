@@ -80,6 +80,8 @@ def test_one_seed_gives_identical_metrics_twice():
     assert first.key == second.key
     for figure in ("params", "flops_per_example", "train_s", "infer_ms_per_batch", "peak_rss_mb"):
         assert first.efficiency[figure] > 0, figure
+    if hasattr(os, "getloadavg"):  # the host's load beside the cost figures, so a busy machine shows
+        assert first.efficiency["host_load_1m"] >= 0
 
 
 def test_a_variant_returning_the_wrong_shape_is_named():

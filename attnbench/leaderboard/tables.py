@@ -96,6 +96,7 @@ COST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("peak_rss_mb", "peak RSS MB"),
     ("train_steps", "steps"),
     ("late_drop_share", "late drop share"),
+    ("host_load_1m", "host load"),
 )
 
 #: Cost figures also shown as a ratio to the reference variant in the same table.

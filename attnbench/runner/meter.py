@@ -12,10 +12,14 @@ times inference (warm-up, then the median of repeats) and measures the model's m
   :mod:`attnbench.memory`). This is the figure that shows an attention's memory cost.
 * ``peak_alloc_mb`` (CUDA) / ``peak_rss_mb`` (CPU) — the whole pairing's peak, kept as a
   secondary column; RSS includes the interpreter and torch (~600 MB).
+* ``host_load_1m`` (CPU, where the OS reports it) — the host's one-minute load average when
+  the pairing's figures are taken, so a reader can tell cost columns measured on a busy
+  machine (load above the torch threads in use) from those of an otherwise idle one.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
@@ -83,6 +87,7 @@ class Meter:
         if self._model is not None:
             out.update(self._model_figures(self._model, self._inputs))
         out.update(peak_memory(self.device))
+        out.update(host_load(self.device))
         return out
 
     def _model_figures(self, model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, float]:
@@ -153,3 +158,10 @@ def peak_memory(device: torch.device) -> dict[str, float]:
         return {"peak_alloc_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_rss_mb": rss / (2**20 if sys.platform == "darwin" else 2**10)}
+
+
+def host_load(device: torch.device) -> dict[str, float]:
+    """The host's one-minute load average on CPU (``{}`` on accelerators and where the OS has none)."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return {}
+    return {"host_load_1m": round(os.getloadavg()[0], 2)}
