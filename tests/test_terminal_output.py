@@ -134,7 +134,8 @@ def test_list_a_misspelt_name_suggests_the_right_one():
 
 
 REPORT_FILES = ("<task>-<profile>-<config>-<device>.md", "<task>-<profile>-<config>-<device>.csv",
-                "<task>-<profile>-vs-<key>-<device>.md", "overall.md", "overall-<profile>-<environment>.csv",
+                "<task>-<profile>-vs-<key>-<device>.md", "<task>-<profile>-extrapolation-<device>.md",
+                "<task>-<profile>-extrapolation-<device>.csv", "overall.md", "overall-<profile>-<environment>.csv",
                 "leaderboard.json", "report.html")
 
 

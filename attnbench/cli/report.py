@@ -16,6 +16,8 @@ OUTPUT_FILES: tuple[tuple[str, str], ...] = (
     ("<task>-<profile>-<config>-<device>.md", "each task table, whole (every column, every note)"),
     ("<task>-<profile>-<config>-<device>.csv", "the same table as CSV"),
     ("<task>-<profile>-vs-<key>-<device>.md", "each sweep (run --sweep KEY=…)"),
+    ("<task>-<profile>-extrapolation-<device>.md", "each probe's metric at 1×, 2×, 4× its training length"),
+    ("<task>-<profile>-extrapolation-<device>.csv", "the same, one line per variant and length, raw numbers"),
     ("overall.md", "every variants × tasks matrix with its Friedman test and exclusions"),
     ("overall-<profile>-<environment>.csv", "each matrix"),
     ("leaderboard.json", "everything, with raw numbers"),
@@ -134,6 +136,7 @@ def _check_columns(wanted: list[str] | None, headers: list[list[str]]) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnbench import plugins
     from attnbench.leaderboard import overall_matrix, task_tables
+    from attnbench.leaderboard.extrapolation import extrapolation_long_rows, extrapolation_rows, extrapolations
     from attnbench.leaderboard.formats import (
         csv_text,
         json_text,
@@ -168,9 +171,10 @@ def run(args: argparse.Namespace) -> int:
         tables = task_tables(rows, metrics, compare_environments=args.compare_environments)
     matrices = overall_matrix(tables)
     found = sweeps(rows, metrics)
+    lengths = extrapolations(rows, metrics)
     best = None if not args.best_of else {"key": args.best_of, "refused": refused}
     if args.format == "json":
-        print(json_text(tables, matrices, found, best_of=best))
+        print(json_text(tables, matrices, found, best_of=best, extrapolations=lengths))
         return 0
     for line in refused:  # a refusal is told on every surface: here, overall.md, the JSON and the HTML report
         err_console.print(line, highlight=False, soft_wrap=True)
@@ -193,6 +197,20 @@ def run(args: argparse.Namespace) -> int:
     if args.html:  # before any file is written: a bad --html must not leave half a report behind
         _writable_folder(Path(args.html), "--html")
     files: dict[str, str] = {}  # name in the --out folder → text, written once every table is built
+    shown_lengths: set[int] = set()
+    by_device: dict[str, tuple[list[str], list[str], list[list[str]]]] = {}  # file stem → md sections, csv
+
+    def show_extrapolation(ex) -> None:  # after its task's table, or (no such table on screen) after them all
+        header, body, notes = extrapolation_rows(ex)
+        console.print(_rich(ex.title, header, body, notes))
+        shown_lengths.add(id(ex))
+        # one pair of files per task, profile and device: each environment and setup is a section, and its lines
+        stem = _slug(f"{ex.task}-{ex.profile}-extrapolation-{ex.environment.split('|')[0]}")
+        long_header, long_body = extrapolation_long_rows(ex)
+        sections, _, lines = by_device.setdefault(stem, ([], long_header, []))
+        sections.append(f"## {ex.title}\n\n" + markdown(header, body) + "".join(f"\n{n}\n" for n in notes))
+        lines += long_body
+
     for t, (header, body) in zip(tables, full, strict=True):
         shown_header, shown_body = (header, body) if wanted is None else select_columns(header, body, wanted)
         notes = [] if wanted is None or "note" in wanted else [f"  {e.variant}: {e.note}" for e in t.entries if e.note]
@@ -200,6 +218,15 @@ def run(args: argparse.Namespace) -> int:
         stem = _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
         files[f"{stem}.md"] = f"## {t.title}\n\n" + markdown(header, body)
         files[f"{stem}.csv"] = csv_text(header, body)
+        for ex in lengths:
+            if (ex.task, ex.profile, ex.environment, ex.config_hash) == (t.task, t.profile, t.environment, t.config_hash):
+                show_extrapolation(ex)
+    for ex in lengths:
+        if id(ex) not in shown_lengths:
+            show_extrapolation(ex)
+    for stem, (sections, long_header, lines) in by_device.items():
+        files[f"{stem}.md"] = "\n".join(sections)
+        files[f"{stem}.csv"] = csv_text(long_header, lines)
     for s in found:
         header, body = sweep_rows(s)
         title = f"{s.task} versus {s.key} · {s.profile} · {s.environment} ({s.metric} · train s · step peak MB)"
@@ -221,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
                   + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
         files[f"overall-{_slug(m.environment)[:60]}.csv"] = csv_text(header, body)
     files["overall.md"] = "".join(f"- {line}\n" for line in refused) + ("\n" if refused else "") + "\n".join(md)
-    files["leaderboard.json"] = json_text(tables, matrices, found, best_of=best)
+    files["leaderboard.json"] = json_text(tables, matrices, found, best_of=best, extrapolations=lengths)
     if out is None:
         err_console.print(f"note: no files written: cannot create {path.parent / 'report'} beside the store; "
                           "pass --out DIR to write them", highlight=False, soft_wrap=True)
@@ -233,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
         from attnbench.leaderboard.html import render
 
         page = Path(args.html) / "report.html"
-        page.write_text(render(tables, matrices, found, rows, str(path), bench=bench, notes=refused))
+        page.write_text(render(tables, matrices, found, rows, str(path), bench=bench, notes=refused,
+                               extrapolations=lengths))
         console.print(f"wrote {page}", highlight=False)
     return 0
 

@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import asdict
 
+from attnbench.leaderboard.extrapolation import Extrapolation, extrapolation_json
 from attnbench.leaderboard.stats import format_interval
 from attnbench.leaderboard.sweeps import Sweep
 from attnbench.leaderboard.tables import REFERENCE, RULES, Matrix, TaskTable
@@ -183,13 +184,14 @@ def _interval(i) -> dict | None:
 
 
 def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep] = (),
-              best_of: dict | None = None) -> str:
+              best_of: dict | None = None, extrapolations: list[Extrapolation] = ()) -> str:
     """Every table, matrix and sweep with raw (unformatted) numbers: per entry its rank, 95 %
     interval, paired difference to sdpa, flags, normalized score and (in ``cost``) its steps and
     late drop share; per table the rank rule, why it is left out of the normalized score, whether
     it is early training, its time budget, and for a best-of table the grid and the value picked
     per seed; per matrix the groups and the Friedman test; ``best_of``: the key asked for and the
-    grids refused."""
+    grids refused; ``extrapolation``: per probe task setup the metric at each test length (mean, 95 %
+    interval, per-seed values) or why a length was not evaluated (:mod:`attnbench.leaderboard.extrapolation`)."""
     def task(t: TaskTable) -> dict:
         out = asdict(t)
         ranks, front, normalization = t.ranks(), t.pareto(), t.normalization()
@@ -220,4 +222,5 @@ def json_text(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Swee
         return out
 
     return json.dumps({"rules": RULES, "tasks": [task(t) for t in tables], "overall": [matrix(m) for m in matrices],
-                       "sweeps": [sweep(s) for s in sweeps], "best_of": best_of}, indent=2, default=str)
+                       "sweeps": [sweep(s) for s in sweeps], "best_of": best_of,
+                       "extrapolation": [extrapolation_json(e) for e in extrapolations]}, indent=2, default=str)

@@ -1,6 +1,7 @@
 """Leaderboard pictures (matplotlib, Agg): quality vs cost with the Pareto front and 95 %
-error bars, training curves, quality/cost versus a swept setting, and the critical-difference
-diagram of the cross-task ranking (Demšar 2006). Each returns PNG bytes."""
+error bars, training curves, quality/cost versus a swept setting, the metric versus the test
+length (length extrapolation), and the critical-difference diagram of the cross-task ranking
+(Demšar 2006). Each returns PNG bytes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from attnbench.leaderboard.extrapolation import Extrapolation
 from attnbench.leaderboard.stats import Friedman
 from attnbench.leaderboard.sweeps import Sweep
 from attnbench.leaderboard.tables import REFERENCE, TaskTable
@@ -129,6 +131,45 @@ def sweep_plot(sweep: Sweep) -> bytes | None:
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{sweep.task}: quality and cost vs {sweep.key}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def extrapolation_plot(ex: Extrapolation) -> bytes | None:
+    """The metric against the test length (log2 axis, the lengths as ticks), one line per variant with
+    95 % error bars, the training length marked; the legend sits beside the axes, in columns, so that
+    35 variants stay readable. None when no cell holds a figure."""
+    plt = _pyplot()
+    drawn = {v: [(f, c) for f, c in sorted(cells.items()) if c.mean is not None and ex.lengths.get(f)]
+             for v, cells in sorted(ex.cells.items())}
+    drawn = {v: points for v, points in drawn.items() if points}
+    if not drawn:
+        return None
+    columns = 1 + (len(drawn) - 1) // 18
+    fig, ax = plt.subplots(figsize=(6.4 + 1.7 * columns, 4.6))
+    colours = plt.get_cmap("tab20")
+    markers, dashes = "os^Dv<>", ("-", "--", ":")
+    for index, (variant, points) in enumerate(drawn.items()):
+        reference = variant == REFERENCE
+        ax.errorbar([ex.lengths[f] for f, _ in points], [c.mean for _, c in points],
+                    yerr=[c.half_width or 0.0 for _, c in points], capsize=3, label=variant,
+                    color="black" if reference else colours(index % 20), linewidth=2.0 if reference else 1.0,
+                    marker=markers[index % len(markers)], markersize=4,
+                    linestyle="-" if reference else dashes[(index // 20) % len(dashes)], zorder=3 if reference else 2)
+    ticks = [ex.lengths[f] for f in ex.factors if ex.lengths.get(f)]
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [f"{length}\n({f}×)" for f in ex.factors if (length := ex.lengths.get(f))])
+    ax.minorticks_off()
+    if ex.train_length:
+        ax.axvline(ex.train_length, color="grey", linewidth=1, linestyle=":")
+        ax.annotate("trained here", (ex.train_length, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                    textcoords="offset points", fontsize=7, color="grey")
+    ax.set_xlabel("test length")
+    ax.set_ylabel(f"{ex.metric} ({'higher' if ex.higher_is_better else 'lower'} is better)")
+    ax.set_title(f"{ex.task}: {ex.metric} vs test length (bars: 95 % interval over seeds)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, ncol=columns, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False)
     fig.tight_layout()
     return _png(fig)
 
