@@ -217,6 +217,11 @@ class Task(Protocol):
     the key is left out of the resolved configuration and its hash, so earlier rows and
     reference tables keep matching; ``--set`` still accepts it, and ``run()`` reads it with
     that default (``ctx.config.get("pack", 1)``).
+
+    Optionally, ``setting_choices`` maps a profile key that takes one of a few values to those
+    values (``{"positions": ("none", "shift", "sinusoidal", "learned")}``): ``--set`` and
+    ``--sweep`` refuse any other value in one line before any work runs, naming the key, the
+    value and the choices. It describes the settings and is not part of the configuration or its hash.
     """
 
     name: str

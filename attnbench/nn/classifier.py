@@ -8,6 +8,9 @@ from torch import nn
 from attnbench.nn.layers import Encoder
 from attnbench.specs import AttentionSpec
 
+#: How :class:`SequenceClassifier` pools its tokens (a task's ``pooling`` setting takes one of these).
+POOLINGS: tuple[str, ...] = ("mean", "cls")
+
 
 class SequenceClassifier(nn.Module):
     """Token + learned position embeddings, a pre-norm :class:`Encoder`, pooling, a linear head.
@@ -38,8 +41,8 @@ class SequenceClassifier(nn.Module):
         padding_idx: int | None = 0,
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
         self.pooling = pooling
         self.token_embedding = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
         self.position_embedding = nn.Embedding(max_len, dim)

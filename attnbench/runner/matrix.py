@@ -20,6 +20,7 @@ from attnbench.runner.overrides import (
     check_variant_options,
     freeze,
     per_task,
+    setting_choices,
 )
 from attnbench.runner.pairing import Pairing, profile_config, row_key
 from attnbench.specs import ResultRow
@@ -54,7 +55,8 @@ def plan(
     without it runs once. ``data_dir`` is one folder for every selected task, or a mapping
     of task name to folder (the key None: every other task). ``variant_options`` map a
     variant name to its options (``--variant-option``). Unknown names, profiles, keys,
-    options, values of the wrong type or out of range, seeds outside 0…2**32-1 and a
+    options, values of the wrong type, out of range or not among a task's ``setting_choices``,
+    seeds outside 0…2**32-1 and a
     missing data folder are errors here, before any work starts. Repeated pairings are run once.
     ``budget_s`` (``--budget``) trains every pairing for that many seconds instead of its steps.
     """
@@ -81,8 +83,10 @@ def plan(
             if swept[0][name]:  # the task has the swept key
                 points[name] = [{**fixed[name], **point[name]} for point in swept]
     per_point: dict[str, list[Overrides]] = {}
+    choices = {task.name: setting_choices(task) for task in chosen_tasks}
     for name, config in configs.items():
-        frozen = (freeze(_changed(config, apply_task_overrides(name, config, p.items()))) for p in points[name])
+        frozen = (freeze(_changed(config, apply_task_overrides(name, config, p.items(), choices[name])))
+                  for p in points[name])
         per_point[name] = list(dict.fromkeys(frozen))
     dirs = _data_dirs(data_dir, list(configs))
     pairings = (

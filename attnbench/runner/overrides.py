@@ -12,10 +12,12 @@
 Values are parsed as JSON where they can be (``3``, ``0.5``, ``true``, ``null``) and as
 text otherwise, then converted to the type of the value they replace, so ``steps=500``
 stays an int and ``lr=1e-3`` a float. Values of well-known keys must lie in their range
-(:data:`RANGES`: ``steps`` ≥ 1, ``batch_size`` ≥ 1, ``dropout`` in [0, 1), …), so a
-setting no task can train with is refused before any work. Unknown keys, values of the
-wrong type or out of range are an :class:`~attnbench.errors.AttnbenchError` that names
-the key and what it accepts. Every override is part of the row's identity (its
+(:data:`RANGES`: ``steps`` ≥ 1, ``batch_size`` ≥ 1, ``dropout`` in [0, 1), …), and a
+setting a task enumerates in its optional ``setting_choices`` (``{"positions": ("none",
+"shift", "sinusoidal", "learned")}``) must be one of those values, so a setting no task can
+train with is refused before any work. Unknown keys, values of the wrong type, out of range
+or not among the choices are an :class:`~attnbench.errors.AttnbenchError` that names the
+key, the value and what it accepts. Every override is part of the row's identity (its
 configuration hash), so such rows never merge with default ones.
 """
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from attnbench.errors import AttnbenchError, UnknownNameError
@@ -130,9 +132,23 @@ def check_range(key: str, value: Any, where: str) -> None:
         raise OverrideError(f"{where} must be {kind} {allowed}, got {value!r}")
 
 
-def apply_task_overrides(task_name: str, config: Mapping[str, Any], overrides: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """The profile ``config`` with ``overrides`` applied; unknown keys list the valid ones, and
-    values outside a well-known key's range (:data:`RANGES`) are refused with that range."""
+def check_choice(key: str, value: Any, choices: Mapping[str, Sequence[Any]], where: str) -> None:
+    """Refuse ``value`` for ``key`` when the task enumerates ``key``'s values (``choices``) and it is not one."""
+    allowed = choices.get(key)
+    if allowed is not None and value not in allowed:
+        raise OverrideError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def setting_choices(task: Any) -> Mapping[str, Sequence[Any]]:
+    """The values each enumerated setting of ``task`` accepts: its optional ``setting_choices`` ({} without)."""
+    return getattr(task, "setting_choices", None) or {}
+
+
+def apply_task_overrides(task_name: str, config: Mapping[str, Any], overrides: Iterable[tuple[str, Any]],
+                         choices: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+    """The profile ``config`` with ``overrides`` applied; unknown keys list the valid ones, values
+    outside a well-known key's range (:data:`RANGES`) are refused with that range, and values of a
+    setting the task enumerates (``choices``: its ``setting_choices``) with the values it accepts."""
     resolved = dict(config)
     for key, value in overrides:
         if key not in resolved:
@@ -142,6 +158,7 @@ def apply_task_overrides(task_name: str, config: Mapping[str, Any], overrides: I
         where = f"--set {key} (task {task_name!r})"
         resolved[key] = coerce(value, resolved[key], where)
         check_range(key, resolved[key], where)
+        check_choice(key, resolved[key], choices or {}, where)
     return resolved
 
 

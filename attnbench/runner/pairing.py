@@ -28,7 +28,7 @@ from attnbench.errors import DataError, UnknownNameError
 from attnbench.nn.attention import build_attention
 from attnbench.runner.device import describe, reset_peak_memory
 from attnbench.runner.meter import Meter
-from attnbench.runner.overrides import Overrides, apply_task_overrides
+from attnbench.runner.overrides import Overrides, apply_task_overrides, setting_choices
 from attnbench.specs import PROFILES, AttentionConfig, AttentionSpec, ResultRow, RunContext, Task
 from attnbench.training.seeding import seed_everything
 
@@ -93,7 +93,8 @@ def resolved_config(task: Task, pairing: Pairing) -> dict[str, Any]:
     that value the task behaves as before, so the configuration (and its hash) stays what it
     was and old rows keep matching. The task reads it with that default.
     """
-    config = apply_task_overrides(task.name, profile_config(task, pairing.profile), pairing.overrides)
+    config = apply_task_overrides(task.name, profile_config(task, pairing.profile), pairing.overrides,
+                                  setting_choices(task))
     for key, neutral in getattr(task, "neutral_settings", {}).items():
         if key in config and config[key] == neutral:
             del config[key]

@@ -82,6 +82,8 @@ class ImageClassificationTask:
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires: frozenset[str] = frozenset()
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set`` takes only these values of an enumerated setting (anything else is refused before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"pool": vit.POOLS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train split; report test accuracy (primary), validation accuracy,

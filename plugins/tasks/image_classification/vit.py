@@ -127,6 +127,10 @@ class Normalise(nn.Module):
         return (images.float() / 255.0 - self.mean) / self.std
 
 
+#: The documented ``cfg["pool"]`` values of :class:`ViTClassifier` (a task's ``pool`` setting takes one of these).
+POOLS: tuple[str, ...] = ("avg", "max", "token")
+
+
 class ViTClassifier(nn.Module):
     """Normalisation, then a timm ``VisionTransformer`` whose attention is the variant.
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from attnbench.nn.causal_lm import POSITIONS
 from attnbench.specs import Metric, RunContext
 from attnbench.training import seed_everything
 from attnbench.training.extrapolation import length_metrics
@@ -80,6 +81,8 @@ class LanguageModelingTask:
     metric = Metric(name="bits_per_byte", higher_is_better=False, unit="bits/byte", lower=0.0, baseline="unigram_bpb")
     requires = frozenset({"causal"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set positions=…`` takes one of the causal model's position schemes (refused otherwise, before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"positions": POSITIONS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on windows of the training split; report test bits per byte at 1×/2×/4× (primary at 1×),

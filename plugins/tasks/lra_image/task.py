@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from attnbench.nn.classifier import POOLINGS
 from attnbench.specs import Metric, RunContext
 
 from . import data
@@ -65,6 +66,8 @@ class LraImageTask:
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires: frozenset[str] = frozenset()
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set`` takes only these values of an enumerated setting (anything else is refused before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"pooling": POOLINGS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train split, report test accuracy (primary), validation accuracy, chance (0.1),

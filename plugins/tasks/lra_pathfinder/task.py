@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from attnbench_plugins.tasks.lra_image.pixels import run_classifier, side_of
+from attnbench_plugins.tasks.lra_image.pixels import POSITIONS, run_classifier, side_of
 
+from attnbench.nn.classifier import POOLINGS
 from attnbench.specs import Metric, RunContext
 
 from . import data, generator
@@ -92,6 +93,8 @@ class LraPathfinderTask:
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires: frozenset[str] = frozenset()
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set`` takes only these values of an enumerated setting (anything else is refused before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"pooling": POOLINGS, "positions": POSITIONS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train split, report test accuracy (primary), validation accuracy, chance (0.5),

@@ -12,6 +12,7 @@ from attnbench_plugins.tasks.lra_text.task import fix_sinusoidal_positions
 from torch import nn
 
 from attnbench.nn import SequenceClassifier
+from attnbench.nn.classifier import POOLINGS
 from attnbench.specs import AttentionSpec, Metric, RunContext
 from attnbench.training import TrainConfig, batched_eval, seed_everything, shuffled_batches, train_steps
 
@@ -130,6 +131,8 @@ class LraRetrievalTask:
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires = frozenset({"padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set`` takes only these values of an enumerated setting (anything else is refused before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"pooling": POOLINGS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train pairs; report test accuracy (primary), validation accuracy, chance

@@ -98,6 +98,8 @@ class MedicalImagingTask:
     metric = Metric(name="auc", higher_is_better=True, unit="AUROC", lower=0.0, upper=1.0, baseline="auc_baseline")
     requires: frozenset[str] = frozenset()
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set`` takes only these values of an enumerated setting (anything else is refused before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"pool": vit.POOLS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train split; report test AUC (primary) and accuracy, validation AUC,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from attnbench.nn.causal_lm import POSITIONS
 from attnbench.specs import Metric, RunContext
 from attnbench.training.next_token import TokenSplit, target_accuracy
 from attnbench.training.probes import Probe, run_probe
@@ -88,6 +89,8 @@ class MqarTask:
                     baseline="context_baseline")
     requires = frozenset({"causal"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set positions=…`` takes one of the causal model's position schemes (refused otherwise, before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"positions": POSITIONS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train at the profile's length; report query accuracy at 1×/2×/4×, baselines, loss and state size."""

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.nn import SequenceClassifier
+from attnbench.nn.classifier import POOLINGS
 from attnbench.specs import Metric, RunContext
 from attnbench.training import TrainConfig, batched_eval, seed_everything, shuffled_batches, train_steps
 
@@ -125,6 +126,8 @@ class TextClassificationTask:
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="majority_baseline")
     requires = frozenset({"padding_mask"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
+    #: ``--set`` takes only these values of an enumerated setting (anything else is refused before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"tokens": tokens.KINDS, "pooling": POOLINGS}
 
     def run(self, ctx: RunContext) -> dict[str, float]:
         """Train on the train split; report test accuracy (primary), macro-F1, validation accuracy,

@@ -101,11 +101,15 @@ def _bpe(key: str, texts: tuple[str, ...], vocab_size: int, min_frequency: int) 
     return Vocabulary("bpe", tokenizer.get_vocab_size(), tokenizer, saved)
 
 
+#: The vocabularies :func:`vocabulary` builds (the task's ``tokens`` setting takes one of these).
+KINDS: tuple[str, ...] = ("bpe", "bytes")
+
+
 def vocabulary(kind: str, train_texts: Sequence[str], vocab_size: int = 4000, min_frequency: int = 2) -> Vocabulary:
     """The ``"bpe"`` vocabulary of ``train_texts`` (trained once, then cached) or the ``"bytes"`` one."""
     if kind == "bytes":
         return Vocabulary("bytes", BYTE_VOCAB)
     if kind != "bpe":
-        raise ValueError(f"tokens must be 'bpe' or 'bytes', got {kind!r}")
+        raise ValueError(f"tokens must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     texts = tuple(train_texts)
     return _bpe(_key(texts, vocab_size, min_frequency), texts, vocab_size, min_frequency)
