@@ -8,6 +8,7 @@ Also: a CIFAR batch that would run code when unpickled is refused with no side e
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -177,6 +178,23 @@ CLI_CASES = [
     ("--max-memory with ray", ["--executor", "ray", "--max-memory", "100"], "error: --max-memory 100 caps local CPU workers"),
     ("store under a file", ["--store", "{store}/x.sqlite"],
      "error: cannot create the folder of store {store}/x.sqlite: {store} is a file, not a folder"),
+    ("positions not a scheme", ["--tasks", "mqar", "--set", "positions=bad"],
+     "error: --set positions (task 'mqar') must be one of 'none', 'shift', 'sinusoidal', 'learned', got 'bad'"),
+    ("positions of one task", ["--tasks", "mqar,passkey", "--set", "passkey.positions=rope"],
+     "error: --set positions (task 'passkey') must be one of 'none', 'shift', 'sinusoidal', 'learned', got 'rope'"),
+    ("swept positions", ["--tasks", "language-modeling", "--sweep", "positions=shift,alibi"],
+     "error: --set positions (task 'language-modeling') must be one of 'none', 'shift', 'sinusoidal', 'learned', "
+     "got 'alibi'"),
+    ("positions a number", ["--tasks", "selective-copy", "--set", "positions=3"],
+     "error: --set positions (task 'selective-copy') must be one of 'none', 'shift', 'sinusoidal', 'learned', got '3'"),
+    ("pooling not a pooling", ["--tasks", "lra-image", "--set", "pooling=max"],
+     "error: --set pooling (task 'lra-image') must be one of 'mean', 'cls', got 'max'"),
+    ("pathfinder positions", ["--tasks", "lra-pathfinder", "--set", "positions=shift"],
+     "error: --set positions (task 'lra-pathfinder') must be one of 'learned', 'sincos2d', got 'shift'"),
+    ("tokens not a vocabulary", ["--tasks", "text-classification", "--set", "tokens=words"],
+     "error: --set tokens (task 'text-classification') must be one of 'bpe', 'bytes', got 'words'"),
+    ("pool not a ViT pooling", ["--tasks", "image-classification", "--set", "pool=mean"],
+     "error: --set pool (task 'image-classification') must be one of 'avg', 'max', 'token', got 'mean'"),
 ]
 
 
@@ -216,6 +234,38 @@ def _refused(args: list[str], first_line: str, tmp_path: Path, site: Path | None
 @pytest.mark.parametrize(("args", "first_line"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_a_bad_option_is_one_line_exit_2_and_the_store_is_unchanged(args, first_line, tmp_path):
     _refused(args, first_line, tmp_path)
+
+
+def test_every_enumerated_setting_lists_the_values_its_profiles_use_and_stays_out_of_the_hash():
+    from attnbench.runner.overrides import OverrideError, apply_task_overrides, setting_choices
+    from attnbench.runner.pairing import config_hash
+
+    loaded = plugins.load()
+    declared = {t.name: setting_choices(t) for t in loaded.tasks if setting_choices(t)}
+    assert {"mqar", "induction-heads", "selective-copy", "passkey", "language-modeling"} <= set(declared)
+    assert all(c["positions"] == ("none", "shift", "sinusoidal", "learned") for n, c in declared.items()
+               if n in {"mqar", "induction-heads", "selective-copy", "passkey", "language-modeling"})
+    for name, choices in declared.items():
+        task = loaded.tasks.get(name)
+        for profile, config in task.profiles.items():
+            for key, allowed in choices.items():
+                assert key in config, (name, profile, key)
+                assert config[key] in allowed, (name, profile, key, config[key])
+                for value in allowed:  # every listed value passes; the check never touches the hash
+                    assert apply_task_overrides(name, config, [(key, value)], choices)[key] == value
+        with pytest.raises(OverrideError):
+            apply_task_overrides(name, task.profiles["smoke"], [(next(iter(choices)), "no-such-value")], choices)
+    mqar = loaded.tasks.get("mqar")
+    plain = Pairing(task="mqar", variant="sdpa", profile="quick", seed=0)
+    assert config_hash(mqar, plain) == config_hash(type("Bare", (), {"name": "mqar", "profiles": mqar.profiles})(), plain)
+
+
+def test_list_shows_the_values_an_enumerated_setting_takes():
+    from conftest import run_cli
+
+    described = run_cli("list", "tasks", "language-modeling", "--format", "json")
+    assert json.loads(described.stdout)["setting_choices"] == {"positions": ["none", "shift", "sinusoidal", "learned"]}
+    assert "positions takes one of: none, shift, sinusoidal, learned" in run_cli("list", "tasks", "mqar").stdout
 
 
 @pytest.fixture(scope="module")

@@ -118,8 +118,9 @@ def _describe_task(loaded: plugins.Plugins, name: str, fmt: str) -> None:
               "plugin": loaded.tasks.source(task.name), "description": task.description}
     keys = sorted({k for settings in task.profiles.values() for k in settings})
     profiles = list(task.profiles)
+    choices = {k: list(v) for k, v in (getattr(task, "setting_choices", None) or {}).items()}
     if fmt == "json":
-        print(json.dumps({**fields, "profiles": task.profiles}, indent=2, default=str))
+        print(json.dumps({**fields, "profiles": task.profiles, "setting_choices": choices}, indent=2, default=str))
         return
     if fmt == "csv":
         emit(fmt, "", ["setting", *profiles], [[k, *(task.profiles[p].get(k) for p in profiles)] for k in keys], console)
@@ -128,6 +129,8 @@ def _describe_task(loaded: plugins.Plugins, name: str, fmt: str) -> None:
         console.print(f"[bold]{key}[/]: {escape(str(value))}", highlight=False)
     emit(fmt, f"settings by profile (change one with run --set {task.name}.KEY=VALUE or --set KEY=VALUE)",
          ["setting", *profiles], [[k, *(task.profiles[p].get(k, "") for p in profiles)] for k in keys], console)
+    for key, allowed in choices.items():
+        console.print(escape(f"{key} takes one of: {', '.join(map(str, allowed))}"), highlight=False)
 
 
 def _describe_attention(loaded: plugins.Plugins, name: str, fmt: str) -> None:
