@@ -194,7 +194,7 @@ CLI_CASES = [
     ("tokens not a vocabulary", ["--tasks", "text-classification", "--set", "tokens=words"],
      "error: --set tokens (task 'text-classification') must be one of 'bpe', 'bytes', got 'words'"),
     ("pool not a ViT pooling", ["--tasks", "image-classification", "--set", "pool=mean"],
-     "error: --set pool (task 'image-classification') must be one of 'avg', 'max', 'token', got 'mean'"),
+     "error: --set pool (task 'image-classification') must be one of 'avg', 'max', 'avgmax', 'token', got 'mean'"),
 ]
 
 

@@ -128,7 +128,7 @@ class Normalise(nn.Module):
 
 
 #: The documented ``cfg["pool"]`` values of :class:`ViTClassifier` (a task's ``pool`` setting takes one of these).
-POOLS: tuple[str, ...] = ("avg", "max", "token")
+POOLS: tuple[str, ...] = ("avg", "max", "avgmax", "token")
 
 
 class ViTClassifier(nn.Module):
@@ -136,7 +136,8 @@ class ViTClassifier(nn.Module):
 
     ``cfg["pool"]``: ``"avg"`` (mean of the patch tokens, no class token; it learns
     faster on small data), ``"max"`` (max over patch tokens: "is it anywhere", for
-    detecting a small finding) or ``"token"`` (a class token, read out).
+    detecting a small finding), ``"avgmax"`` (timm's half-sum of the two) or ``"token"`` (a class
+    token, read out).
 
     ``forward(images)`` takes uint8 (or float 0-255) images (B, C, H, W) and returns logits.
     """
