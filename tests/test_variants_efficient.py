@@ -87,6 +87,52 @@ def test_local_equals_dense_band(specs, length, window, causal, masked):
     assert (out - expected).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize(("length", "window"), [(1, 1), (7, 2), (45, 5), (45, 8), (70, 64), (37, 10_000)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("batch_heads", [(2, 2), (1, 3), (3, 1)])
+def test_local_fused_equals_its_reference_and_the_dense_band_in_gradients(specs, length, window, causal, masked,
+                                                                             batch_heads):
+    """forward's SDPA path, the written-out blocked reference and the dense masked softmax agree
+    in outputs and in the gradients of q, k and v (padding with fully masked rows included)."""
+    batch, heads = batch_heads
+    module = build(specs, "local", heads=heads, window=window)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(batch, heads, length, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    keep = torch.rand(batch, length, generator=g) > 0.4
+    if masked and length > 4:
+        keep[0, : length // 2] = False  # early queries of a causal window see no key at all
+    lo, hi = module.inner.offsets(length, causal)
+    allowed = band(length, lo, hi) & keep[:, None, None, :] if masked else band(length, lo, hi)
+    mask = keep[:, None, None, :] if masked else None
+    grad = torch.randn(batch, heads, length, 8, generator=g, dtype=torch.float64)
+    results = []
+    for way in ("fused", "reference", "dense"):
+        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        if way == "dense":
+            out = dense_softmax(*inputs, allowed.expand(batch, heads, length, length))
+        else:
+            module.inner.fused = way == "fused"
+            out = module(*inputs, attn_mask=mask, is_causal=causal)
+        out.backward(grad)
+        results.append([out, *(t.grad for t in inputs)])
+    module.inner.fused = True
+    for name, fused, reference, dense in zip(["out", "dq", "dk", "dv"], *results, strict=True):
+        assert torch.isfinite(fused).all(), name
+        torch.testing.assert_close(fused, reference, atol=1e-10, rtol=0, msg=name)
+        torch.testing.assert_close(fused, dense, atol=1e-10, rtol=0, msg=name)
+
+
+def test_local_fused_path_is_the_default_and_calls_sdpa(specs, monkeypatch):
+    module = build(specs, "local", window=8)
+    assert module.inner.fused
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(a[0].shape) or sdpa(*a, **kw))
+    module(*qkv(40))
+    assert calls == [torch.Size([4, 10, 4, 8])]  # (B·H, blocks, block, D): blocks of w/2, no (L, L)
+
+
 # --- sparse --------------------------------------------------------------------------------
 
 

@@ -5,6 +5,12 @@ or to the ``w`` most recent keys (itself included) when causal. Queries are cut 
 each block attends to its own block plus the neighbouring ones, so the largest tensor is
 (L, span) with span ≈ 1.5·w, never a masked (L, L) score matrix.
 
+``forward`` hands the blocks to ``F.scaled_dot_product_attention`` (the fused CPU flash kernel,
+or a GPU kernel) with each block's keys and values as overlapping views of the padded ones and
+an (n, block, span) mask: the (L, span) scores are never materialised, in either pass.
+``reference`` is the same computation written out (products, masked softmax, products); a
+test holds the two equal in outputs and gradients.
+
 Beltagy et al., "Longformer: The Long-Document Transformer", arXiv:2004.05150, 2020
 (sliding-window attention); Parmar et al., "Image Transformer", ICML 2018 (blocked local attention).
 """
@@ -42,8 +48,19 @@ def _blocks(x: torch.Tensor, block: int, left: int, right: int, nblocks: int) ->
     return x.unflatten(-2, (nblocks + left + right, block))
 
 
+def _windows(x: torch.Tensor, block: int, left: int, right: int, nblocks: int) -> torch.Tensor:
+    """``x`` (B, H, L, D) as (B·H, n, span, D) overlapping views of one padded copy: query block
+    n's keys are padded rows ``n·block … n·block + span``, span = (left + 1 + right)·block."""
+    batch, heads, _, dim = x.shape
+    padded = _blocks(x, block, left, right, nblocks).reshape(batch * heads, -1, dim)
+    return padded.unfold(1, (left + 1 + right) * block, block).transpose(-1, -2)
+
+
 class LocalAttention(nn.Module):
     """Sliding-window attention. Options: ``window`` (keys per query, default 64)."""
+
+    #: ``forward`` through SDPA on the blocks; False computes it with :meth:`reference` (tests, comparisons).
+    fused: bool = True
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
         super().__init__()
@@ -79,6 +96,64 @@ class LocalAttention(nn.Module):
                 f"!= key length {k.shape[-2]}"
             )
         lo, hi = self.offsets(length, is_causal)
+        keep = key_padding(attn_mask)
+        if self.fused:
+            return self._fused(q, k, v, lo, hi, keep)
+        return self.reference(q, k, v, lo, hi, keep)
+
+    @staticmethod
+    def geometry(length: int, lo: int, hi: int) -> tuple[int, int, int, int]:
+        """``(block, left, right, nblocks)``: query blocks of ``block`` positions, each reading key
+        blocks ``n − left … n + right``; ``nblocks`` blocks cover the sequence."""
+        # Blocks of about half the window: a query block then needs ~1 neighbour block on
+        # each side it looks at, so the span is ~1.5·w keys (not 3·w with blocks of w).
+        block = max(1, (hi - lo + 1) // 2)
+        return block, math.ceil(-lo / block), math.ceil(hi / block), math.ceil(length / block)
+
+    @staticmethod
+    def allowed(length: int, lo: int, hi: int, keep: torch.Tensor | None, device=None) -> torch.Tensor:
+        """Which of each query block's ``span`` keys a query may attend to: (n, block, span), or
+        (B, n, block, span) with a (B, L) ``keep`` mask of keys."""
+        block, left, right, nblocks = LocalAttention.geometry(length, lo, hi)
+        span = (left + 1 + right) * block
+        j = torch.arange(span, device=device)
+        rel = j - left * block - torch.arange(block, device=device)[:, None]  # key − query position
+        kpos = (torch.arange(nblocks, device=device) * block - left * block)[:, None] + j  # (n, span)
+        allowed = ((rel >= lo) & (rel <= hi)) & ((kpos >= 0) & (kpos < length))[:, None, :]
+        if keep is not None:  # (B, L) -> (B, n, span): each block's keys
+            keep_w = F.pad(keep, (left * block, (nblocks + right) * block - length)).unfold(1, span, block)
+            allowed = allowed & keep_w[:, :, None, :]
+        return allowed
+
+    def _fused(self, q, k, v, lo: int, hi: int, keep: torch.Tensor | None) -> torch.Tensor:
+        """The blocks through ``F.scaled_dot_product_attention``: (B·H, n) batches of block queries
+        against their span of keys, views of one padded copy of k and v."""
+        batch, heads, length, dim = q.shape
+        block, left, right, nblocks = self.geometry(length, lo, hi)
+        padded = nblocks * block
+        qb = (F.pad(q, (0, 0, 0, padded - length)) if padded > length else q).reshape(batch * heads, nblocks, block, dim)
+        allowed = self.allowed(length, lo, hi, keep, device=q.device)
+        empty = None
+        if keep is not None:
+            # A query with no key left gives 0: let it see its whole span (no -inf-only row, no NaN
+            # in either pass) and zero its output, which also zeroes its gradients.
+            empty = ~allowed.any(dim=-1, keepdim=True)  # (B, n, block, 1)
+            allowed = allowed | empty
+            if batch > 1 and heads > 1:  # SDPA's batch is B·H: the mask repeated over heads
+                allowed = allowed[:, None].expand(-1, heads, -1, -1, -1).flatten(0, 1)
+        else:
+            allowed = allowed[None]
+        out = F.scaled_dot_product_attention(
+            qb, _windows(k, block, left, right, nblocks), _windows(v, block, left, right, nblocks),
+            attn_mask=allowed, dropout_p=self.dropout.p if self.training else 0.0,
+        ).view(batch, heads, nblocks, block, -1)
+        if empty is not None:
+            out = out.masked_fill(empty[:, None], 0.0)
+        return out.flatten(2, 3)[..., :length, :]
+
+    def reference(self, q, k, v, lo: int, hi: int, keep: torch.Tensor | None) -> torch.Tensor:
+        """The blocked computation written out: per-offset products, masked softmax, products."""
+        length = q.shape[-2]
         # Blocks of about half the window: a query block then needs ~1 neighbour block on
         # each side it looks at, so the span is ~1.5·w keys (not 3·w with blocks of w).
         block = max(1, (hi - lo + 1) // 2)
@@ -102,7 +177,6 @@ class LocalAttention(nn.Module):
         )
         rel = kpos - qpos
         allowed = (rel >= lo) & (rel <= hi) & (kpos >= 0) & (kpos < length)  # (n, block, span)
-        keep = key_padding(attn_mask)
         if keep is not None:  # (B, L) -> (B, 1, n, 1, span): the keys' windows
             keep_b = _blocks(keep[:, :, None], block, left, right, nblocks)[..., 0]
             keep_b = torch.cat([keep_b[:, i : i + nblocks] for i in range(nwin)], dim=-1)
