@@ -13,6 +13,10 @@ specific to it:
   score) over the cached keys: sdpa, softmax, gqa/mqa (only the key/value heads), rope (keys
   cached already rotated), alibi and relative (a bias from the offsets). Memory grows linearly
   with the context.
+* :class:`KVCacheDecoding` — the three methods of the contract for a variant whose state is one
+  :class:`KVCache`: the variant writes only :meth:`~KVCacheDecoding.attend_cache`, its math
+  for the newest chunk over every cached key (or overrides ``step`` where it must change the
+  chunk before caching it, as rope rotates its keys).
 * :class:`RingBuffer` — the last ``w`` keys and values with their positions, for a sliding
   window (``local``): memory bounded by the window.
 * :class:`RecurrentState` — a fixed set of tensors updated in place of a cache (linear
@@ -256,3 +260,38 @@ class RecurrentState:
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.tensors[name]
+
+
+class KVCacheDecoding:
+    """Incremental decoding (DESIGN.md) over one :class:`KVCache`, for a variant module to mix in.
+
+    Gives ``init_state`` (an empty cache), ``state_nbytes`` (the cached keys and values: linear
+    in the context) and ``step`` (append the chunk, then :meth:`attend_cache`). The variant
+    writes :meth:`attend_cache`; one that must transform the chunk before caching it (rope's
+    rotation, gqa's pooling to its key/value heads, mla's latent) overrides ``step`` instead,
+    and one that caches something other than keys and values overrides ``state_nbytes``.
+    Put it before ``nn.Module`` among the bases: ``class MyAttention(KVCacheDecoding, nn.Module)``.
+    """
+
+    def init_state(self, batch_size: int, *, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> KVCache:
+        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
+        return KVCache.empty(batch_size, device=device, dtype=dtype)
+
+    def state_nbytes(self, state: KVCache) -> int:
+        """Bytes of the cached keys and values: linear in the context."""
+        return state.nbytes
+
+    def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             state: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Cache the newest chunk's keys and values, then :meth:`attend_cache` over all of them."""
+        keys, values = state.append(k, v)
+        return self.attend_cache(q, keys, values), state
+
+    def attend_cache(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The output (B, H, T, D) of the newest chunk's queries ``q`` over every cached key.
+
+        ``keys``, ``values`` (B, H_kv, total, D) end with the chunk's own T positions, so the
+        chunk starts at position ``total - T``; a query sees the keys :func:`chunk_causal_mask` allows.
+        """
+        raise NotImplementedError(f"{type(self).__name__} mixes in KVCacheDecoding but writes no attend_cache")

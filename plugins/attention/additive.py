@@ -26,8 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
-from attnbench.nn.masks import dense_mask
+from attnbench.nn.scored_attention import ScoredAttention
 
 
 def _additive_scores(wq2: torch.Tensor, uk2: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -44,11 +43,11 @@ def _additive_scores(wq2: torch.Tensor, uk2: torch.Tensor, v: torch.Tensor) -> t
     return v.sum(-1)[:, None, None] - 2.0 * weighted
 
 
-class AdditiveAttention(nn.Module):
-    """Softmax over learned MLP scores ``vᵀ tanh(W q + U k)``, with per-head W, U and v."""
+class AdditiveAttention(ScoredAttention):
+    """Softmax over learned MLP scores ``vᵀ tanh(W q + U k)``, with per-head W, U and v (ScoredAttention's softmax)."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
-        super().__init__()
+        super().__init__(config.dropout)
         heads, dim = config.num_heads, config.head_dim
         hidden = int(config.option("additive_dim", dim))
         self.chunk_elements = int(config.option("additive_chunk_elements", 2**22))
@@ -56,7 +55,6 @@ class AdditiveAttention(nn.Module):
         self.w = nn.Parameter(torch.randn(heads, dim, hidden) / math.sqrt(dim))
         self.u = nn.Parameter(torch.randn(heads, dim, hidden) / math.sqrt(dim))
         self.v = nn.Parameter(torch.randn(heads, hidden) / math.sqrt(hidden))
-        self.dropout = nn.Dropout(config.dropout)
 
     def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The (B, H, Lq, Lk) logits, built a query chunk at a time."""
@@ -77,40 +75,6 @@ class AdditiveAttention(nn.Module):
             else:
                 parts.append(_additive_scores(part, uk, v))
         return torch.cat(parts, dim=-2)
-
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
-        need_weights: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        scores = self.scores(q, k)
-        mask = dense_mask(attn_mask, is_causal, q.shape[-2], k.shape[-2], q.device)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        out = self.dropout(weights) @ v
-        return (out, weights) if need_weights else out
-
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
-        """The newest chunk's MLP scores against every cached key, then the softmax."""
-        keys, values = state.append(k, v)
-        scores = self.scores(q, keys)
-        mask = chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return self.dropout(torch.softmax(scores, dim=-1)) @ values, state
 
 
 @attnbench.hookimpl

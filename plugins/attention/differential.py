@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, softmax_over_cache
+from attnbench.nn.kv_cache import KVCacheDecoding, softmax_over_cache
 from attnbench.nn.masks import dense_mask
 
 
-class DifferentialAttention(nn.Module):
+class DifferentialAttention(KVCacheDecoding, nn.Module):
     """Differential attention with per-head learned λ. Options: ``lambda_init`` (default 0.2)."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
@@ -88,24 +88,15 @@ class DifferentialAttention(nn.Module):
         out = a1 - self.lambda_().to(q.dtype)[:, None, None] * a2
         return self.norm(out) * (1.0 - self.lambda_init)
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
+    def attend_cache(self, q, keys, values):
         """Both maps of the newest chunk over the cached keys (halves of each cached key), then λ, RMSNorm."""
-        keys, values = state.append(k, v)
         dropout = self.dropout if self.training else 0.0
         q1, q2 = q.chunk(2, dim=-1)
         k1, k2 = keys.chunk(2, dim=-1)
         a1 = softmax_over_cache(q1, k1, values, dropout=dropout)
         a2 = softmax_over_cache(q2, k2, values, dropout=dropout)
         out = a1 - self.lambda_().to(q.dtype)[:, None, None] * a2
-        return self.norm(out) * (1.0 - self.lambda_init), state
+        return self.norm(out) * (1.0 - self.lambda_init)
 
 
 @attnbench.hookimpl

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, softmax_over_cache
+from attnbench.nn.kv_cache import KVCacheDecoding, softmax_over_cache
 from attnbench.nn.masks import dense_mask
 
 
@@ -78,7 +78,7 @@ def pool_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(b, heads, h // heads, length, d).mean(dim=2)
 
 
-class GroupedQueryAttention(nn.Module):
+class GroupedQueryAttention(KVCacheDecoding, nn.Module):
     """Softmax attention whose H query heads share ``num_kv_heads`` key/value heads."""
 
     def __init__(self, config: attnbench.AttentionConfig, kv_heads=gqa_kv_heads) -> None:
@@ -132,20 +132,16 @@ class GroupedQueryAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal, enable_gqa=True
         )
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache of the key/value heads only (H_kv/H of multi-head attention's cache)."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached key/value heads: linear in the context."""
-        return state.nbytes
-
     def step(self, q, k, v, state):
-        """The newest chunk over every cached key; k, v arrive with (and are cached at) ``num_kv_heads`` heads."""
+        """k, v arrive with (and are cached at) ``num_kv_heads`` heads: the cache is H_kv/H of multi-head
+        attention's."""
         k, v = self._grouped(k, v, q.shape[1])
-        keys, values = state.append(k, v)
+        return super().step(q, k, v, state)
+
+    def attend_cache(self, q, keys, values):
+        """The newest chunk over every cached key, each group of query heads on its shared key/value head."""
         dropout = self.dropout if self.training else 0.0
-        return softmax_over_cache(q, keys, values, dropout=dropout, enable_gqa=True), state
+        return softmax_over_cache(q, keys, values, dropout=dropout, enable_gqa=True)
 
 
 def _mqa(config: attnbench.AttentionConfig) -> GroupedQueryAttention:

@@ -37,16 +37,20 @@ import math
 
 import torch
 import torch.nn.functional as F
-from attnbench_plugins.attention.alibi import biased_attention
 from attnbench_plugins.attention.rope import rotate_pairs
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
+from attnbench.nn.biased_attention import biased_attention
+from attnbench.nn.kv_cache import KVCacheDecoding, chunk_causal_mask
 
 
-class MultiheadLatentAttention(nn.Module):
-    """MLA over the model's per-head q, k, v; see the module docstring."""
+class MultiheadLatentAttention(KVCacheDecoding, nn.Module):
+    """MLA over the model's per-head q, k, v; see the module docstring.
+
+    Its decoding state is a latent cache (:class:`KVCacheDecoding`'s ``init_state``): c_j as its
+    keys (B, 1, T, r), k^R_j as its values (B, 1, T, d_R).
+    """
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
         super().__init__()
@@ -124,10 +128,6 @@ class MultiheadLatentAttention(nn.Module):
         c, k_rope = self.compress(k, v)
         allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril() if is_causal else None
         return self._absorbed_attend(q, c, k_rope, 0, allowed)
-
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty latent cache: c_j as its keys (B, 1, T, r), k^R_j as its values (B, 1, T, d_R)."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
 
     def state_nbytes(self, state):
         """Bytes of the cached latents and rotary keys: (r + d_R) per position, linear in the context."""

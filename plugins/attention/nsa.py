@@ -42,7 +42,7 @@ from torch import nn
 
 import attnbench
 from attnbench.nn.gate_projection import HeadwiseProjection
-from attnbench.nn.kv_cache import KVCache
+from attnbench.nn.kv_cache import KVCacheDecoding
 from attnbench.nn.masks import key_padding
 
 
@@ -112,7 +112,7 @@ def selected_attention(q, k, v, keep, index, usable, qpos, block, causal):
     return torch.einsum("bhqm,bhqmd->bhqd", _masked_softmax(scores, ok), v_sel)
 
 
-class NativeSparseAttention(nn.Module):
+class NativeSparseAttention(KVCacheDecoding, nn.Module):
     """NSA's three gated branches; see the module docstring."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
@@ -151,18 +151,10 @@ class NativeSparseAttention(nn.Module):
         g = torch.sigmoid(self.gates(q))
         return g[..., 0:1] * o_cmp + g[..., 1:2] * o_slc + g[..., 2:3] * o_win
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
+    def attend_cache(self, q, keys, values):
         """The three branches for the newest chunk's queries over every cached key."""
-        start, t = state.length, q.shape[-2]
-        keys, values = state.append(k, v)
+        t = q.shape[-2]
+        start = keys.shape[-2] - t
         qpos = torch.arange(start, start + t, device=q.device)
         o_cmp, o_slc = self.branches(q, keys, values, None, qpos, True)
         lo = max(0, start - self.window + 1)
@@ -171,7 +163,7 @@ class NativeSparseAttention(nn.Module):
         scores = (q @ keys[..., lo:, :].transpose(-2, -1)) * q.shape[-1] ** -0.5
         o_win = _masked_softmax(scores, near) @ values[..., lo:, :]
         g = torch.sigmoid(self.gates(q))
-        return g[..., 0:1] * o_cmp + g[..., 1:2] * o_slc + g[..., 2:3] * o_win, state
+        return g[..., 0:1] * o_cmp + g[..., 1:2] * o_slc + g[..., 2:3] * o_win
 
 
 @attnbench.hookimpl

@@ -12,7 +12,7 @@ positions 0..Lq-1 and keys at 0..Lk-1, as for ``is_causal``. Options: ``num_buck
 
 Cost: O(L²·D) time like softmax attention. The bias depends only on the offset j - i, so it is
 looked up once per offset, an (H, Lq+Lk-1) vector, and reaches fused SDPA as a strided view
-(:func:`~attnbench_plugins.attention.alibi.offset_biased_attention`): no (H, Lq, Lk) tensor is
+(:func:`~attnbench.nn.biased_attention.offset_biased_attention`): no (H, Lq, Lk) tensor is
 built unless weights are asked for or a padding mask must be folded in; gradients reach the table.
 """
 
@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 
 import torch
-from attnbench_plugins.attention.alibi import offset_biased_attention, offset_positions, toeplitz_bias
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, softmax_over_cache
+from attnbench.nn.biased_attention import OffsetBiasedAttention, offset_positions
 
 
 def relative_position_bucket(
@@ -50,12 +49,11 @@ def relative_position_bucket(
     return buckets + torch.where(distance < max_exact, distance, large)
 
 
-class RelativeBiasAttention(nn.Module):
+class RelativeBiasAttention(OffsetBiasedAttention):
     """Softmax attention plus ``bias[h, bucket(j - i)]``, a learned (num_buckets, H) table."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
-        super().__init__()
-        self.dropout = config.dropout
+        super().__init__(config.dropout)
         self.bidirectional = not config.causal
         self.num_buckets = int(config.option("num_buckets", 32))
         self.max_distance = int(config.option("max_distance", 128))
@@ -71,41 +69,12 @@ class RelativeBiasAttention(nn.Module):
         buckets = relative_position_bucket(offset, self.bidirectional, self.num_buckets, self.max_distance)
         return self.embedding(buckets).t()
 
-    def bias(self, lq: int, lk: int) -> torch.Tensor:
-        """The dense (H, Lq, Lk) bias for queries at 0..Lq-1 and keys at 0..Lk-1 (forward does not build it)."""
-        return toeplitz_bias(self.offset_bias(lq, lk), lq, lk)
-
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
-        need_weights: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        bias = self.offset_bias(q.shape[-2], k.shape[-2])
-        dropout = self.dropout if self.training else 0.0
-        return offset_biased_attention(q, k, v, bias, attn_mask, is_causal, dropout, need_weights)
-
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
-        """The newest chunk (positions ``length … length+T-1``) over every cached key, plus the bucket bias."""
-        keys, values = state.append(k, v)
-        t, total = q.shape[-2], keys.shape[-2]
-        device = self.embedding.weight.device
-        offset = torch.arange(total, device=device)[None, :] - torch.arange(total - t, total, device=device)[:, None]
+    def cache_bias(self, t: int, total: int, device: torch.device) -> torch.Tensor:
+        """The bucket bias of a decoding chunk: queries at ``total-T … total-1``, keys ``0 … total-1``, (H, T, total)."""
+        table = self.embedding.weight.device  # buckets are looked up on the table's device
+        offset = torch.arange(total, device=table)[None, :] - torch.arange(total - t, total, device=table)[:, None]
         buckets = relative_position_bucket(offset, self.bidirectional, self.num_buckets, self.max_distance)
-        bias = self.embedding(buckets).permute(2, 0, 1)  # (H, T, total)
-        dropout = self.dropout if self.training else 0.0
-        return softmax_over_cache(q, keys, values, bias=bias, dropout=dropout), state
+        return self.embedding(buckets).permute(2, 0, 1)
 
 
 @attnbench.hookimpl

@@ -15,11 +15,11 @@ Option: ``rope_base`` (10000).
 from __future__ import annotations
 
 import torch
-from attnbench_plugins.attention.alibi import biased_attention
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, softmax_over_cache
+from attnbench.nn.biased_attention import biased_attention
+from attnbench.nn.kv_cache import KVCacheDecoding, softmax_over_cache
 
 
 def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
 
 
-class RotaryAttention(nn.Module):
+class RotaryAttention(KVCacheDecoding, nn.Module):
     """Softmax attention on rotated q and k; cos/sin tables computed on demand and cached by length."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
@@ -71,22 +71,18 @@ class RotaryAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         return biased_attention(self.rotate(q), self.rotate(k), v, None, attn_mask, is_causal, dropout, need_weights)
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache; keys are cached already rotated."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
     def step(self, q, k, v, state):
-        """Rotate the newest chunk by its absolute positions (the cache's length on), then attend the cache."""
+        """Rotate the newest chunk by its absolute positions (the cache's length on), then attend the cache:
+        keys are cached already rotated."""
         start, t = state.length, q.shape[-2]
         cos, sin = self.tables(start + t, q.device, q.dtype)
         cos, sin = cos[start:], sin[start:]
-        keys, values = state.append(rotate_pairs(k, cos, sin), v)
+        return super().step(rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin), v, state)
+
+    def attend_cache(self, q, keys, values):
+        """The rotated chunk over every cached (rotated) key: softmax attention from here on."""
         dropout = self.dropout if self.training else 0.0
-        return softmax_over_cache(rotate_pairs(q, cos, sin), keys, values, dropout=dropout), state
+        return softmax_over_cache(q, keys, values, dropout=dropout)
 
 
 @attnbench.hookimpl

@@ -5,16 +5,15 @@ PyTorch picks the fastest backend available (FlashAttention-2, memory-efficient,
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, softmax_over_cache
+from attnbench.nn.kv_cache import KVCacheDecoding, softmax_over_cache
 from attnbench.nn.masks import dense_mask
 
 
-class SDPAttention(nn.Module):
+class SDPAttention(KVCacheDecoding, nn.Module):
     """``torch.nn.functional.scaled_dot_product_attention`` with the suite's mask convention."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
@@ -30,18 +29,9 @@ class SDPAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
+    def attend_cache(self, q, keys, values):
         """The newest chunk attends every cached key (causally within the chunk)."""
-        keys, values = state.append(k, v)
-        return softmax_over_cache(q, keys, values, dropout=self.dropout if self.training else 0.0), state
+        return softmax_over_cache(q, keys, values, dropout=self.dropout if self.training else 0.0)
 
 
 @attnbench.hookimpl

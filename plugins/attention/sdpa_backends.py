@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
+from attnbench.nn.kv_cache import KVCacheDecoding, chunk_causal_mask
 from attnbench.nn.masks import dense_mask
 
 
@@ -72,7 +72,7 @@ _BACKENDS: tuple[_Backend, ...] = (
 )
 
 
-class ForcedSDPAttention(nn.Module):
+class ForcedSDPAttention(KVCacheDecoding, nn.Module):
     """``scaled_dot_product_attention`` restricted to one backend; raises if that backend cannot run."""
 
     def __init__(self, config: attnbench.AttentionConfig, backend: _Backend) -> None:
@@ -103,34 +103,25 @@ class ForcedSDPAttention(nn.Module):
                 q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
             )
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
+    def attend_cache(self, q, keys, values):
         """The newest chunk over every cached key, under the forced backend.
 
         A backend without masks (flash) serves a chunk after earlier positions one query at a
         time: each sees a prefix of the keys, so it needs no mask.
         """
-        keys, values = state.append(k, v)
         t, total = q.shape[-2], keys.shape[-2]
         dropout = self.dropout if self.training else 0.0
         with sdpa_kernel(self.backend):
             if t == 1 or (t == total and not self.masks):
-                return F.scaled_dot_product_attention(q, keys, values, dropout_p=dropout, is_causal=t > 1), state
+                return F.scaled_dot_product_attention(q, keys, values, dropout_p=dropout, is_causal=t > 1)
             if self.masks:
                 mask = chunk_causal_mask(t, total, q.device)
-                return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=dropout), state
+                return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=dropout)
             past = total - t
             outs = [F.scaled_dot_product_attention(q[..., i : i + 1, :], keys[..., : past + i + 1, :],
                                                    values[..., : past + i + 1, :], dropout_p=dropout)
                     for i in range(t)]
-        return torch.cat(outs, dim=-2), state
+        return torch.cat(outs, dim=-2)
 
 
 def _probe(backend: _Backend, device: torch.device) -> None:

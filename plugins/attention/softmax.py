@@ -7,46 +7,20 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
 import attnbench
-from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
-from attnbench.nn.masks import dense_mask
+from attnbench.nn.scored_attention import ScoredAttention
 
 
-class SoftmaxAttention(nn.Module):
-    """``softmax(q kᵀ / √D + mask) v``, written out so the weights can be returned."""
+class SoftmaxAttention(ScoredAttention):
+    """``softmax(q kᵀ / √D + mask) v``, written out so the weights can be returned: ScoredAttention's softmax
+    of dot-product scores (stepped over a KV cache as well)."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(config.dropout)
+        super().__init__(config.dropout)
 
-    def forward(self, q, k, v, attn_mask=None, is_causal=False, need_weights=False):
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        mask = dense_mask(attn_mask, is_causal, q.shape[-2], k.shape[-2], q.device)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        out = self.dropout(weights) @ v
-        return (out, weights) if need_weights else out
-
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
-        """The written-out softmax of the newest chunk over every cached key."""
-        keys, values = state.append(k, v)
-        scores = (q @ keys.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        mask = chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return self.dropout(torch.softmax(scores, dim=-1)) @ values, state
+    def scores(self, q, k):
+        """``q kᵀ / √D``."""
+        return (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
 
 
 @attnbench.hookimpl

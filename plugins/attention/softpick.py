@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
+from attnbench.nn.kv_cache import KVCacheDecoding, chunk_causal_mask
 from attnbench.nn.masks import dense_mask
 
 #: The authors' ε (on the e^{−m} scale): only an all-zero row needs it.
@@ -45,7 +45,7 @@ def softpick(scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor
     return torch.relu(shifted) / (magnitude.sum(dim=-1, keepdim=True) + EPS)
 
 
-class SoftpickAttention(nn.Module):
+class SoftpickAttention(KVCacheDecoding, nn.Module):
     """Dense attention with softpick weights; see the module docstring."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
@@ -59,20 +59,11 @@ class SoftpickAttention(nn.Module):
         out = weights @ v
         return (out, weights) if need_weights else out
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
+    def attend_cache(self, q, keys, values):
         """Softpick of the newest chunk's scores over every cached key."""
-        keys, values = state.append(k, v)
         scores = (q @ keys.transpose(-2, -1)) * q.shape[-1] ** -0.5
         weights = self.dropout(softpick(scores, chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)))
-        return weights @ values, state
+        return weights @ values
 
 
 @attnbench.hookimpl

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache
+from attnbench.nn.kv_cache import KVCacheDecoding
 from attnbench.nn.masks import key_padding
 
 
@@ -42,7 +42,7 @@ def stick_breaking(z: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return (F.logsigmoid(z) + after).masked_fill(~allowed, float("-inf")).exp()
 
 
-class StickBreakingAttention(nn.Module):
+class StickBreakingAttention(KVCacheDecoding, nn.Module):
     """Stick-breaking attention; see the module docstring."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
@@ -70,21 +70,12 @@ class StickBreakingAttention(nn.Module):
         out = weights @ v
         return (out, weights) if need_weights else out
 
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
+    def attend_cache(self, q, keys, values):
         """Break the newest chunk's sticks over every cached key, nearest first."""
-        keys, values = state.append(k, v)
         t, total = q.shape[-2], keys.shape[-2]
         allowed = torch.ones(t, total, dtype=torch.bool, device=q.device).tril(total - t - (0 if self.attend_current else 1))
         z = (q @ keys.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        return self.dropout(stick_breaking(z, allowed)) @ values, state
+        return self.dropout(stick_breaking(z, allowed)) @ values
 
 
 @attnbench.hookimpl

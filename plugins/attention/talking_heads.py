@@ -16,20 +16,18 @@ import torch
 from torch import nn
 
 import attnbench
-from attnbench.nn.kv_cache import KVCache, chunk_causal_mask
-from attnbench.nn.masks import dense_mask
+from attnbench.nn.scored_attention import ScoredAttention
 
 
-class TalkingHeadsAttention(nn.Module):
+class TalkingHeadsAttention(ScoredAttention):
     """Softmax attention with learned head mixing of the logits (``pre_softmax``) and the weights (``post_softmax``)."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
-        super().__init__()
+        super().__init__(config.dropout)
         heads = config.num_heads
         # Entry [h, g] is how much source head h contributes to output head g.
         self.pre_softmax = nn.Parameter(torch.eye(heads))
         self.post_softmax = nn.Parameter(torch.eye(heads))
-        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
@@ -42,43 +40,25 @@ class TalkingHeadsAttention(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if q.shape[1] != self.pre_softmax.shape[0]:
             raise ValueError(f"talking-heads was built for {self.pre_softmax.shape[0]} heads, got {q.shape[1]}")
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        mask = dense_mask(attn_mask, is_causal, q.shape[-2], k.shape[-2], q.device)
-        if mask is not None:
+        return super().forward(q, k, v, attn_mask=attn_mask, is_causal=is_causal, need_weights=need_weights)
+
+    def scores(self, q, k):
+        """``q kᵀ / √D`` per source head."""
+        return (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+
+    def weights(self, scores, allowed):
+        """Mix the logits over heads, softmax, mix the weights; pairs a head may not attend stay out of every mix."""
+        if allowed is not None:
             # A mask may differ between heads: zero a head's masked logits before mixing so no
             # output head sees a (query, key) pair through a head that may not attend it.
-            scores = scores.masked_fill(~mask, 0.0)
+            scores = scores.masked_fill(~allowed, 0.0)
         scores = torch.einsum("bhqk,hg->bgqk", scores, self.pre_softmax.to(scores.dtype))
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
         weights = torch.einsum("bhqk,hg->bgqk", torch.softmax(scores, dim=-1), self.post_softmax.to(scores.dtype))
-        if mask is not None:
-            weights = weights.masked_fill(~mask, 0.0)  # same reason, after the second mix
-        out = self.dropout(weights) @ v
-        return (out, weights) if need_weights else out
-
-    def init_state(self, batch_size, *, device=None, dtype=torch.float32):
-        """An empty KV cache (DESIGN.md, "Incremental decoding")."""
-        return KVCache.empty(batch_size, device=device, dtype=dtype)
-
-    def state_nbytes(self, state):
-        """Bytes of the cached keys and values: linear in the context."""
-        return state.nbytes
-
-    def step(self, q, k, v, state):
-        """The newest chunk's mixed logits and weights over every cached key, masked as forward masks them."""
-        keys, values = state.append(k, v)
-        scores = (q @ keys.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        mask = chunk_causal_mask(q.shape[-2], keys.shape[-2], q.device)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, 0.0)
-        scores = torch.einsum("bhqk,hg->bgqk", scores, self.pre_softmax.to(scores.dtype))
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.einsum("bhqk,hg->bgqk", torch.softmax(scores, dim=-1), self.post_softmax.to(scores.dtype))
-        if mask is not None:
-            weights = weights.masked_fill(~mask, 0.0)
-        return self.dropout(weights) @ values, state
+        if allowed is not None:
+            weights = weights.masked_fill(~allowed, 0.0)  # same reason, after the second mix
+        return weights
 
 
 @attnbench.hookimpl
