@@ -14,11 +14,13 @@ keys. What they share lives here, once:
 
 A subclass writes :meth:`prepare` (its gates, from q, k, v) and :meth:`scan` (which
 recurrence), and optionally :meth:`finish` (a skip term); the output is normalised per head
-(:class:`attnbench.nn.head_norm.HeadwiseRMSNorm`) as these layers do.
+(:class:`attnbench.nn.head_norm.HeadwiseRMSNorm`) as these layers do. What the frame decides
+about the spec is :data:`RECURRENT_SPEC`, which each one's ``AttentionSpec`` takes as it is.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -28,6 +30,15 @@ from attnbench.nn.chunked_scan import bidirectional
 from attnbench.nn.head_norm import HeadwiseRMSNorm
 from attnbench.nn.masks import key_padding
 from attnbench.specs import AttentionConfig
+
+#: The ``AttentionSpec`` fields this frame decides for every subclass (``AttentionSpec(name=…, build=…,
+#: summary=…, citation=…, options=…, **RECURRENT_SPEC)``): O(L) time and a constant (K, V) state; a
+#: recurrence, neither exact softmax nor an approximation of it (no tolerance claimed); causal, and
+#: bidirectional as two scans; key padding honoured; self-attention only; no weights; incremental decoding.
+RECURRENT_SPEC = MappingProxyType({
+    "complexity": "O(L)", "exact": False, "causal": True, "padding_mask": True, "cross": False, "weights": False,
+    "tolerance": None, "incremental": True,
+})
 
 
 class RecurrentAttention(nn.Module):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import attnbench
 from attnbench.nn.chunked_scan import chunked_delta_rule, recurrent_delta_rule
 from attnbench.nn.gate_projection import HeadwiseProjection
-from attnbench.nn.recurrent_attention import RecurrentAttention
+from attnbench.nn.recurrent_attention import RECURRENT_SPEC, RecurrentAttention
 
 
 class DeltaNet(RecurrentAttention):
@@ -77,14 +77,7 @@ def register_attention(register):
         name="deltanet",
         build=DeltaNet,
         summary="DeltaNet: a (D, D) state written by the delta rule (β from the keys), chunkwise",
-        complexity="O(L)",
-        exact=False,
-        causal=True,
-        padding_mask=True,
-        cross=False,
-        weights=False,
-        tolerance=None,  # a recurrence, not an approximation of softmax
         citation="Schlag et al. 2021 (ICML); Yang et al. 2024, Parallelizing Linear Transformers with the Delta Rule (NeurIPS)",
         options={"chunk": 32},
-        incremental=True,
+        **RECURRENT_SPEC,  # the delta-rule recurrence: O(L), self-attention, no weights, incremental
     ))

@@ -34,6 +34,7 @@ from torch import nn
 
 import attnbench
 from attnbench.nn.gate_projection import HeadwiseProjection, mamba_decay_parameters
+from attnbench.nn.recurrent_attention import RECURRENT_SPEC
 
 
 class GatedDeltaNet(DeltaNet):
@@ -59,14 +60,7 @@ def register_attention(register):
         name="gated-deltanet",
         build=GatedDeltaNet,
         summary="Gated DeltaNet: the delta rule with a Mamba-2 decay gate, both from the keys, chunkwise",
-        complexity="O(L)",
-        exact=False,
-        causal=True,
-        padding_mask=True,
-        cross=False,
-        weights=False,
-        tolerance=None,  # a recurrence, not an approximation of softmax
         citation="Yang, Kautz & Hatamizadeh 2025, Gated Delta Networks (ICLR, arXiv:2412.06464)",
         options={"chunk": 32},
-        incremental=True,
+        **RECURRENT_SPEC,  # the gated delta-rule recurrence: O(L), self-attention, no weights, incremental
     ))

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 import attnbench
 from attnbench.nn.chunked_scan import chunked_gated_linear, recurrent_gated_linear
 from attnbench.nn.gate_projection import HeadwiseProjection
-from attnbench.nn.recurrent_attention import RecurrentAttention
+from attnbench.nn.recurrent_attention import RECURRENT_SPEC, RecurrentAttention
 
 
 class GatedLinearAttention(RecurrentAttention):
@@ -77,14 +77,7 @@ def register_attention(register):
         name="gla",
         build=GatedLinearAttention,
         summary="Gated linear attention: (D, D) state with per-channel decays from the keys, chunkwise",
-        complexity="O(L)",
-        exact=False,
-        causal=True,
-        padding_mask=True,
-        cross=False,
-        weights=False,
-        tolerance=None,  # a decayed, unnormalised recurrence, not an approximation of softmax
         citation="Yang et al. 2024, Gated Linear Attention Transformers with Hardware-Efficient Training (ICML)",
         options={"chunk": 16, "gate_rank": 16, "gate_temperature": 16.0},
-        incremental=True,
+        **RECURRENT_SPEC,  # a decayed, unnormalised recurrence: O(L), self-attention, no weights, incremental
     ))

@@ -38,7 +38,7 @@ from torch import nn
 import attnbench
 from attnbench.nn.chunked_scan import chunked_gated_linear, recurrent_gated_linear
 from attnbench.nn.gate_projection import HeadwiseProjection, mamba_decay_parameters
-from attnbench.nn.recurrent_attention import RecurrentAttention
+from attnbench.nn.recurrent_attention import RECURRENT_SPEC, RecurrentAttention
 
 
 class Mamba2(RecurrentAttention):
@@ -80,14 +80,7 @@ def register_attention(register):
         name="mamba2",
         build=Mamba2,
         summary="Mamba-2 SSD: scalar decay exp(ΔA) per position, Δ from the keys, chunked",
-        complexity="O(L)",
-        exact=False,
-        causal=True,
-        padding_mask=True,
-        cross=False,
-        weights=False,
-        tolerance=None,  # a state-space recurrence, not an approximation of softmax
         citation="Dao & Gu 2024, Transformers are SSMs: Structured State Space Duality (ICML, arXiv:2405.21060)",
         options={"chunk": 64},
-        incremental=True,
+        **RECURRENT_SPEC,  # a state-space recurrence: O(L), self-attention, no weights, incremental
     ))
