@@ -29,3 +29,21 @@ def test_offset_bias_reaches_the_fused_cpu_kernel(build, causal):
     kernels = _sdpa_kernels(module, causal)
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in kernels, kernels
     assert "aten::_scaled_dot_product_attention_math" not in kernels, kernels
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_local_blocks_reach_the_fused_cpu_kernel(causal, padded):
+    """local's blocks (overlapping views of the padded keys, a 4-D bool mask) go to the flash kernel, both passes."""
+    from attnbench_plugins.attention.local import LocalAttention
+
+    module = LocalAttention(AttentionConfig(num_heads=4, head_dim=16, causal=causal, options={"window": 16}))
+    q, k, v = (torch.randn(2, 4, 64, 16, requires_grad=True) for _ in range(3))
+    keep = torch.ones(2, 1, 1, 64, dtype=torch.bool)
+    keep[0, ..., 40:] = False
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        module(q, k, v, attn_mask=keep if padded else None, is_causal=causal).sum().backward()
+    kernels = {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in kernels, kernels
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in kernels, kernels
+    assert "aten::_scaled_dot_product_attention_math" not in kernels, kernels
