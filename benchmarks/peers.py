@@ -149,6 +149,15 @@ def _local(module, length, heads, head_dim):
     return lambda q, k, v: peer(q, k, v)
 
 
+def _local_causal(module, length, heads, head_dim):
+    from local_attention import LocalAttention
+    # Ours: the w most recent keys, itself included; the peer's exact causal window reaches
+    # window_size · look_backward keys back, so window_size = w − 1 and one block back.
+    peer = LocalAttention(window_size=module.window - 1, causal=True, look_backward=1, exact_windowsize=True,
+                          autopad=True, use_rotary_pos_emb=False)
+    return lambda q, k, v: peer(q, k, v)
+
+
 def _rope(module, length, heads, head_dim):
     from rotary_embedding_torch import RotaryEmbedding
     rotary = RotaryEmbedding(dim=2 * module.half, theta=module_rope_base(module))
@@ -230,6 +239,10 @@ PEERS: list[Peer] = [
          call="LinformerSelfAttention, E and F copied, projections bypassed"),
     Peer(variant="local", package="local-attention", module="local_attention", build=_local,
          call="LocalAttention(window/2, look 1 back and 1 forward, exact_windowsize, no rotary)"),
+    Peer(variant="local", package="local-attention", module="local_attention", build=_local_causal, causal=True,
+         call="LocalAttention(window − 1, causal, look 1 back, exact_windowsize, no rotary)",
+         note="the peer's blocks are w − 1 = 63 positions (padded to a multiple of 63); window 21 looking 3 back "
+         "timed within 5 % of it"),
     Peer(variant="rope", package="rotary-embedding-torch", module="rotary_embedding_torch", build=_rope,
          call="RotaryEmbedding.rotate_queries_or_keys + SDPA",
          note="the peer rotates interleaved pairs (x0,x1), ours halves (x0,x_D/2): agreement on inputs permuted to match"),
