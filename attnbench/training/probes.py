@@ -5,7 +5,8 @@ length L, train a :class:`~attnbench.nn.causal_lm.CausalLM` with the variant in 
 self-attention through the shared loop, then score fresh test sets at L, 2L and 4L
 (:mod:`attnbench.training.extrapolation`), report the task's baselines on the 1× test set and
 the per-sequence state size (:mod:`attnbench.training.state_size`). A task package keeps its
-generator, its metric and its profiles, and hands them over as a :class:`Probe`.
+generator, its metric and its profiles, and hands them over as a :class:`Probe`; its task
+class is a :class:`ProbeTask` (what every probe task is alike: domain, requirement, settings, run).
 
 A probe's profile holds the model and optimiser settings read here: ``length``, ``n_train``,
 ``n_test``, ``data_seed``, ``dim``, ``depth``, ``heads``, ``ff_dim`` (0 = no MLP),
@@ -23,8 +24,8 @@ import torch
 from torch import nn
 
 from attnbench.errors import DataError
-from attnbench.nn.causal_lm import CausalLM
-from attnbench.specs import RunContext
+from attnbench.nn.causal_lm import POSITIONS, CausalLM
+from attnbench.specs import Metric, RunContext
 from attnbench.training.extrapolation import length_metrics
 from attnbench.training.next_token import TokenSplit, train_next_token
 from attnbench.training.seeding import seed_everything
@@ -109,3 +110,27 @@ def run_probe(ctx: RunContext, probe: Probe) -> dict[str, float]:
     inputs, _ = tests[1].batch(torch.arange(min(batch_size, len(tests[1]))), ctx.device)
     ctx.meter.model(model, inputs)
     return metrics
+
+
+class ProbeTask:
+    """A probe task: a synthetic causal task whose ``run(ctx)`` is :func:`run_probe` with its :attr:`probe`.
+
+    A task package subclasses it and sets ``name``, ``description``, ``metric``, ``profiles`` and
+    ``probe``; the rest is the same for every probe.
+    """
+
+    name: str
+    description: str
+    metric: Metric
+    profiles: Mapping[str, Mapping[str, Any]]
+    #: The task's generator, vocabulary, scores and baselines.
+    probe: Probe
+    domain = "synthetic"
+    requires = frozenset({"causal"})
+    #: ``--set positions=…`` takes one of the causal model's position schemes (refused otherwise, before any work).
+    setting_choices: Mapping[str, tuple[str, ...]] = {"positions": POSITIONS}
+
+    def run(self, ctx: RunContext) -> dict[str, float]:
+        """Train at the profile's length; report the probe's metric at 1×/2×/4×, its secondary scores,
+        baselines, the final loss and the state size (:func:`run_probe`)."""
+        return run_probe(ctx, self.probe)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from attnbench.nn.causal_lm import POSITIONS
-from attnbench.specs import Metric, RunContext
+from attnbench.specs import Metric
 from attnbench.training.next_token import TokenSplit, sequence_accuracy, target_accuracy
-from attnbench.training.probes import Probe, run_probe
+from attnbench.training.probes import Probe, ProbeTask
 
 from . import data
 
@@ -66,22 +65,14 @@ DESCRIPTION = (
 )
 
 
-class PasskeyTask:
-    """Passkey retrieval: recall a number hidden in filler text (see :data:`DESCRIPTION`)."""
+class PasskeyTask(ProbeTask):
+    """Passkey retrieval: recall a number hidden in filler text (see :data:`DESCRIPTION`); digit accuracy beside it."""
 
     name = "passkey"
-    domain = "synthetic"
     description = DESCRIPTION
     metric = Metric(name="accuracy", higher_is_better=True, unit="fraction", lower=0.0, upper=1.0, baseline="chance")
-    requires = frozenset({"causal"})
     profiles: Mapping[str, Mapping[str, Any]] = PROFILES
-    #: ``--set positions=…`` takes one of the causal model's position schemes (refused otherwise, before any work).
-    setting_choices: Mapping[str, tuple[str, ...]] = {"positions": POSITIONS}
-
-    def run(self, ctx: RunContext) -> dict[str, float]:
-        """Train at the profile's length; report passkey accuracy at 1×/2×/4×, digit accuracy, baselines, loss
-        and state size."""
-        return run_probe(ctx, PROBE)
+    probe = PROBE
 
 
 TASK = PasskeyTask()
