@@ -3,14 +3,15 @@
 pairing), each as a ratio to in-process, all measured in one run of this script.
 
 In-process calls :func:`attnbench.runner.pairing.execute` one pairing after another. The
-local executor adds a forked worker, progress over a pipe and the row sent back; Ray adds a
-fresh Ray worker process per pairing (``max_calls=1``), which imports torch and the plugins
-anew. Every side gives a pairing the same number of torch threads (the executors'
-``threads_per_worker``). The local executor goes first, after one warm-up pairing through it:
-its workers are forked, and forking a process whose torch thread pool has already run work can
-hang in that pool, so this process does no tensor work before it (as ``attnbench run``'s parent
-does none). Then one warm-up pairing in-process, the in-process side, and Ray. ``ray.init`` is
-timed separately and is not in the Ray side.
+local executor adds a worker process per pairing, forked from its fork server (a fresh
+interpreter that imported torch, attnbench and its plugins once, :mod:`attnbench.runner.preload`,
+and then only forks; never a copy of this process), progress over a pipe and the row sent back;
+Ray adds a fresh Ray worker process per pairing (``max_calls=1``), which imports torch and the
+plugins anew. Every side gives a pairing the same number of torch threads (the executors'
+``threads_per_worker``). The local executor goes first, after one warm-up pairing through it,
+which starts the fork server (about 2 s of CPU, once per process) and fills the data caches, so
+the timed side holds neither. Then one warm-up pairing in-process, the in-process side, and Ray.
+``ray.init`` is timed separately and is not in the Ray side.
 
     OMP_NUM_THREADS=1 python benchmarks/scheduling_overhead.py --task listops --variants sdpa,softmax,linear,local
 """
@@ -63,7 +64,7 @@ def main() -> None:
     def local(rows):
         LocalExecutor(CPU, jobs=args.jobs).run(pairings, rows.append, Quiet())
 
-    LocalExecutor(CPU).run(pairings[:1], [].append, Quiet())  # warm-up (data caches on disk), parent stays clean
+    LocalExecutor(CPU).run(pairings[:1], [].append, Quiet())  # warm-up: starts the fork server, fills data caches
     results = {"local executor": _timed(local)}
     execute(pairings[0], CPU)  # warm-up in this process: plugins, data caches
     results["in-process"] = _timed(in_process)

@@ -384,7 +384,7 @@ def test_attention_gym_style_variants_run_listops_and_text_classification_to_ok(
     ran = run_cli("run", "--tasks", "listops,text-classification", "--variants", "gym-*,softcap", "--profile", "smoke",
                   "--set", "steps=2", "--variant-option", "softcap.cap=5", "--variant-option",
                   "gym-sliding-window.window_size=4", "--jobs", "2", "--store", str(store), site=flexmods_site,
-                  cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+                  cwd=tmp_path, timeout=900)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     entries = _entries(store, flexmods_site)
     gym = ("gym-document", "gym-flamingo", "gym-latent-rope", "gym-graphormer", "gym-sliding-window[window_size=4]",
@@ -401,7 +401,7 @@ def test_packed_listops_hands_document_ids_to_a_flex_row_that_measures_flex(flex
     store = tmp_path / "packed.sqlite"
     ran = run_cli("run", "--tasks", "listops", "--variants", "gym-document", "--profile", "smoke", "--set", "pack=2",
                   "--set", "steps=2", "--variant-option", "gym-document.backend=flex", "--store", str(store),
-                  site=flexmods_site, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=600)
+                  site=flexmods_site, cwd=tmp_path, timeout=600)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     (entry,) = _entries(store, flexmods_site).values()
     assert entry["status"] == "ok" and 0.0 <= entry["metrics"]["accuracy"] <= 1.0
@@ -413,7 +413,7 @@ def test_the_packages_pass_attnbench_conformance_kit_with_pytest(flexmods_site: 
     """The packages' own tests subclass AttentionConformance, as a third party's would; the kit's
     `mods` check compares every variant with the element-wise reference on dense and flex."""
     dirs = [str(PACKAGES / name / "tests") for name in ("attnbench-flexmods", "attnbench-gymmods")]
-    env = {**os.environ, "PYTHONPATH": str(flexmods_site), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(flexmods_site), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "--rootdir",
                              str(PACKAGES), *dirs], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
