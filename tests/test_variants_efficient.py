@@ -139,7 +139,7 @@ def test_local_fused_path_is_the_default_and_calls_sdpa(specs, monkeypatch):
 @pytest.mark.parametrize("length", [9, 32, 50])
 @pytest.mark.parametrize("causal", [False, True])
 def test_sparse_equals_dense_softmax_over_its_pattern(specs, length, causal):
-    module = build(specs, "sparse", block=4, window=3, globals=1, random=2)
+    module = build(specs, "sparse", block=4, window_blocks=3, globals=1, random=2)
     pattern = module.inner.pattern(length, causal)
     q, k, v = qkv(length)
     keep = padding(length)
@@ -150,7 +150,7 @@ def test_sparse_equals_dense_softmax_over_its_pattern(specs, length, causal):
 @pytest.mark.parametrize("causal", [False, True])
 def test_sparse_pattern_is_bigbird(specs, causal):
     block, length = 4, 64
-    pattern = build(specs, "sparse", block=block, window=3, globals=1, random=2).inner.pattern(length, causal)
+    pattern = build(specs, "sparse", block=block, window_blocks=3, globals=1, random=2).inner.pattern(length, causal)
     blocks = pattern.view(16, block, 16, block).any(3).any(1)  # (query block, key block)
     if not causal:
         assert blocks[0].all()  # the global block reads everything…

@@ -1,12 +1,13 @@
 """sparse: BigBird-style block-sparse softmax attention (window + global + random blocks).
 
-The sequence is cut into blocks of ``b`` keys. Each query block attends to ``window``
-neighbouring blocks, to the ``globals`` first blocks, and to ``random`` other blocks drawn
-once per sequence length from a seed fixed at build time; the global blocks' queries
-attend to every key. Key blocks are gathered per query block, so the largest tensor is
-(L, (globals + window + random)·b) plus (globals·b, L): linear in L for a fixed block
-size, never a masked (L, L) matrix. Causal: future window/random blocks are dropped and
-the diagonal block is masked by position.
+The sequence is cut into blocks of ``b`` keys. Each query block attends to ``window_blocks``
+neighbouring blocks (a count of blocks, odd; named apart from the token ``window`` that tasks
+give local-style variants, so a task's even token window never reaches it), to the
+``globals`` first blocks, and to ``random`` other blocks drawn once per sequence length from
+a seed fixed at build time; the global blocks' queries attend to every key. Key blocks are
+gathered per query block, so the largest tensor is (L, (globals + window_blocks + random)·b)
+plus (globals·b, L): linear in L for a fixed block size, never a masked (L, L) matrix.
+Causal: future window/random blocks are dropped and the diagonal block is masked by position.
 
 Zaheer et al., "Big Bird: Transformers for Longer Sequences", NeurIPS 2020.
 """
@@ -25,19 +26,19 @@ from attnbench.nn.masks import key_padding
 
 
 class BlockSparseAttention(nn.Module):
-    """Block-sparse attention. Options: ``block`` (32), ``window`` (3 blocks, odd),
+    """Block-sparse attention. Options: ``block`` (32), ``window_blocks`` (3, odd),
     ``globals`` (1 block), ``random`` (2 blocks per query block)."""
 
     def __init__(self, config: attnbench.AttentionConfig) -> None:
         super().__init__()
         self.block = int(config.option("block", 32))
-        self.window = int(config.option("window", 3))
+        self.window = int(config.option("window_blocks", 3))
         self.globals = int(config.option("globals", 1))
         self.random = int(config.option("random", 2))
         if self.block < 1 or self.window < 1 or self.window % 2 == 0 or self.globals < 0 or self.random < 0:
             raise ValueError(
-                f"sparse attention: need block >= 1, an odd window >= 1, globals >= 0, random >= 0; "
-                f"got block={self.block}, window={self.window}, globals={self.globals}, random={self.random}"
+                f"sparse attention: need block >= 1, an odd window_blocks >= 1, globals >= 0, random >= 0; "
+                f"got block={self.block}, window_blocks={self.window}, globals={self.globals}, random={self.random}"
             )
         # Drawn from torch's RNG so torch.manual_seed before build fixes the random blocks.
         self.seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -158,7 +159,7 @@ def register_attention(register):
         name="sparse",
         build=BlockSparseAttention,
         summary="BigBird block-sparse attention: window + global + seeded random blocks, gathered per block",
-        # Per query: (globals + window + random)·b keys, plus globals·b rows over all L keys.
+        # Per query: (globals + window_blocks + random)·b keys, plus globals·b rows over all L keys.
         complexity="O(L·b)",
         exact=False,
         causal=True,
@@ -172,5 +173,5 @@ def register_attention(register):
         not_incremental="its random blocks are drawn per sequence length, so a position's keys depend on how "
         "long the whole sequence will be",
         citation="Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences (NeurIPS)",
-        options={"block": 32, "window": 3, "globals": 1, "random": 2},
+        options={"block": 32, "window_blocks": 3, "globals": 1, "random": 2},
     ))

@@ -19,7 +19,7 @@ def classification():
     return metrics
 
 #: Knobs of the variants that read them, scaled to ~50-token sequences: ``window`` keys for
-#: local attention (about two patch rows; odd, as sparse attention reads it in blocks),
+#: local attention (about two patch rows),
 #: Linformer's ``k`` and Nyström's ``landmarks`` below the token count, so they approximate.
 ATTENTION_OPTIONS = {"window": 15, "k": 16, "landmarks": 10}
 
