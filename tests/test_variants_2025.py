@@ -434,3 +434,114 @@ def test_nsa_steps_with_small_blocks():
         whole = module(q, k, v, is_causal=True)
         stepped, _ = step_through(module, q, k, v, [1, 6, 1, 1, 13, L - 22])
     assert max_diff(whole, stepped) < FORMS_TOL
+
+
+# -- nsa: the fast path against the reference path (the per-query gathers it replaced) ----------
+
+NSA_CASES = [  # length, block, selected, window
+    (64, 16, 4, 16),  # MQAR's quick options: every block is selected, the branch is plain softmax attention
+    (40, 4, 3, 6),  # two widths of groups' unions, the wider one every block
+    (100, 8, 5, 8),
+    (37, 5, 2, 3),  # a partial last block
+]
+
+
+def nsa_forms(causal: bool, **options):
+    """nsa's fast and reference modules with the same parameters."""
+    fast = build("nsa", causal=causal, **options)
+    reference = build("nsa", causal=causal, **options)
+    reference.fused = False
+    assert fast.fused and list(fast.state_dict()) == list(reference.state_dict())
+    return fast, reference
+
+
+def outputs_and_grads(module, fn, *inputs):
+    """``fn(*leaves)`` for fresh leaf copies of ``inputs``, and the gradients of a fixed random
+    projection of it with respect to the inputs and the module's parameters."""
+    leaves = [x.detach().clone().requires_grad_() for x in inputs]
+    module.zero_grad(set_to_none=True)
+    out = fn(*leaves)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    (out * weight).sum().backward()
+    return [out, *(x.grad for x in leaves), *(p.grad for p in module.parameters())]
+
+
+def assert_close_forms(fast, reference):
+    for a, b in zip(fast, reference, strict=True):
+        assert a is not None and b is not None
+        assert max_diff(a, b) <= FORMS_TOL * max(1.0, b.abs().max().item())
+
+
+def nsa_padding(batch: int, length: int) -> torch.Tensor:
+    """(B, 1, 1, L): a sequence cut at L/3, one with every key padded, one with its first keys padded."""
+    keep = torch.ones(batch, length, dtype=torch.bool)
+    keep[0, length // 3:] = False
+    keep[1, :] = False
+    keep[2, :5] = False
+    return keep[:, None, None, :]
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("case", NSA_CASES, ids=lambda c: "L{}-b{}-n{}-w{}".format(*c))
+def test_nsa_fast_path_equals_the_reference_in_outputs_and_gradients(case, causal, padded, monkeypatch):
+    from attnbench_plugins.attention import nsa
+
+    length, block, selected, window = case
+    fast, reference = nsa_forms(causal, block=block, selected=selected, window=window)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, H, length, D, generator=g) for _ in range(3))
+    mask = nsa_padding(3, length) if padded else None
+    widths, chosen = [], nsa._bucket_widths
+
+    def record(width, nb):
+        widths.append(chosen(width, nb))
+        return widths[-1]
+
+    monkeypatch.setattr(nsa, "_bucket_widths", record)
+    got = outputs_and_grads(fast, lambda *x: fast(*x, attn_mask=mask, is_causal=causal), q, k, v)
+    want = outputs_and_grads(reference, lambda *x: reference(*x, attn_mask=mask, is_causal=causal), q, k, v)
+    assert_close_forms(got, want)
+    assert not got[0].isnan().any()
+    if padded:  # a sequence with every key padded gives 0
+        assert got[0][1].abs().max() == 0
+    if selected >= -(-length // block):
+        assert widths == []  # every block selected: no blocks gathered
+    else:  # the groups' unions padded to one width, or two (here: a few wide groups do not widen the rest)
+        assert len(widths) == 1 and len(widths[0]) == (2 if case == (40, 4, 3, 6) else len(widths[0]))
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_nsa_fast_decoding_equals_the_reference(chunk):
+    """A chunk's queries over the whole cache (``attend_cache``: queries not at 0 … L−1), and ``step``
+    chunk by chunk, fast and reference alike."""
+    fast, reference = nsa_forms(True, block=4, selected=3, window=6)
+    q, k, v = qkv()
+    got = outputs_and_grads(fast, lambda q, k, v: fast.attend_cache(q[..., -chunk:, :], k, v), q, k, v)
+    want = outputs_and_grads(reference, lambda q, k, v: reference.attend_cache(q[..., -chunk:, :], k, v), q, k, v)
+    assert_close_forms(got, want)
+    with torch.no_grad():
+        stepped = [step_through(module, q, k, v, [1, 6, 1, 1, 13, L - 22])[0] for module in (fast, reference)]
+    assert max_diff(*stepped) < FORMS_TOL
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("length", [40, 37])
+def test_nsa_fast_compression_is_the_reference_bit_for_bit(length, padded):
+    """The top-n choice must see the very same block probabilities (ties, near-ties included)."""
+    from attnbench_plugins.attention.nsa import compress_blocks, compress_blocks_fast
+
+    g = torch.Generator().manual_seed(5)
+    k, v = (torch.randn(3, length, H, D, generator=g).transpose(1, 2) for _ in range(2))  # not contiguous
+    keep = nsa_padding(3, length)[:, 0, 0] if padded else None
+    for a, b in zip(compress_blocks_fast(k, v, keep, 4), compress_blocks(k, v, keep, 4), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_nsa_bucket_widths():
+    from attnbench_plugins.attention.nsa import _bucket_widths
+
+    assert _bucket_widths(torch.tensor([3, 3, 3]), 8) == [3]
+    assert _bucket_widths(torch.tensor([2, 3, 3, 3, 3, 3, 3, 8]), 8) == [3, 8]  # 7·3 + 8 < 8·8
+    assert _bucket_widths(torch.tensor([2, 7, 8, 8]), 8) == [2, 8]  # 2 + 3·8 = 26 ≤ 7/8 of 4·8
+    assert _bucket_widths(torch.tensor([7, 8, 8, 8]), 8) == [8]  # 7 + 3·8 = 31: not worth a second call
