@@ -21,8 +21,9 @@ import pytest
 from attnbench import ResultRow, plugins
 from attnbench.leaderboard.tables import setup_hash
 
-#: The reference quick matrix (leaderboards/README.md); the other folders record older runs and sweeps.
-REFERENCE = Path(__file__).parent.parent / "leaderboards" / "cpu-quick-all"
+#: The reference quick matrices (leaderboards/README.md): the one-seed matrix and the three-seed one
+#: being landed in stages; the other folders record older runs and sweeps.
+REFERENCES = [Path(__file__).parent.parent / "leaderboards" / name for name in ("cpu-quick-all", "cpu-quick-3seed")]
 
 
 #: Tables known to be stale, with why they cannot be regenerated here and now. Strict: once the reference is
@@ -31,9 +32,10 @@ STALE: dict[tuple[str, str], str] = {}
 
 
 def _committed() -> list:
-    tables = json.loads((REFERENCE / "leaderboard.json").read_text())["tasks"]
-    return [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=STALE[(t["task"], t["profile"])]))
-            if (t["task"], t["profile"]) in STALE else t for t in tables]
+    tables = [(folder, t) for folder in REFERENCES if (folder / "leaderboard.json").exists()
+              for t in json.loads((folder / "leaderboard.json").read_text())["tasks"]]
+    return [pytest.param(entry, marks=pytest.mark.xfail(strict=True, reason=STALE[(entry[1]["task"], entry[1]["profile"])]))
+            if (entry[1]["task"], entry[1]["profile"]) in STALE else entry for entry in tables]
 
 
 def _code_config(task: str, profile: str) -> dict:
@@ -43,18 +45,25 @@ def _code_config(task: str, profile: str) -> dict:
     return row_config(plugins.get_task(task), Pairing(task=task, variant="sdpa", profile=profile, seed=0))
 
 
-def test_the_reference_has_one_json_table_per_committed_table_file():
-    committed = json.loads((REFERENCE / "leaderboard.json").read_text())["tasks"]
+def test_the_reference_matrix_of_one_seed_is_committed():
+    assert (REFERENCES[0] / "leaderboard.json").exists()
+
+
+@pytest.mark.parametrize("folder", [f for f in REFERENCES if (f / "leaderboard.json").exists()], ids=lambda f: f.name)
+def test_the_reference_has_one_json_table_per_committed_table_file(folder: Path):
+    committed = json.loads((folder / "leaderboard.json").read_text())["tasks"]
     tables = {f"{t['task']}-{t['profile']}-{t['config_hash'][:8]}" for t in committed}
-    files = {p.stem for p in REFERENCE.glob("*.md") if p.name != "overall.md"}
+    files = {p.stem for p in folder.glob("*.md")
+             if p.name not in ("overall.md", "README.md") and "-extrapolation-" not in p.name}
     assert {f for f in files if not any(f.startswith(t) for t in tables)} == set(), "a table file not in leaderboard.json"
     assert {t for t in tables if not any(f.startswith(t) for f in files)} == set(), "a json table without its file"
 
 
-@pytest.mark.parametrize("table", _committed(), ids=lambda t: f"{t['task']}-{t['profile']}")
-def test_a_reference_table_was_made_with_the_configuration_the_code_gives_today(table: dict):
+@pytest.mark.parametrize("entry", _committed(), ids=lambda e: f"{e[0].name}-{e[1]['task']}-{e[1]['profile']}")
+def test_a_reference_table_was_made_with_the_configuration_the_code_gives_today(entry: tuple[Path, dict]):
+    folder, table = entry
     task, profile, committed = table["task"], table["profile"], table["config_hash"]
-    assert task in plugins.load().tasks, (f"{REFERENCE.name} holds task {task!r}, which is no longer installed: "
+    assert task in plugins.load().tasks, (f"{folder.name} holds task {task!r}, which is no longer installed: "
                                           "regenerate the reference or remove its tables")
     config = _code_config(task, profile)
     now = setup_hash(ResultRow(task=task, variant="sdpa", profile=profile, seed=0, environment="", config_hash="",
@@ -68,7 +77,7 @@ def test_a_reference_table_was_made_with_the_configuration_the_code_gives_today(
     else:
         detail = (f"this reference predates stored configurations, so the changed key is not named; the code's "
                   f"{profile} settings are {json.dumps(config, sort_keys=True, default=str)}")
-    pytest.fail(f"leaderboards/{REFERENCE.name}: {task} at {profile} was made with config {committed[:8]}, but the code "
+    pytest.fail(f"leaderboards/{folder.name}: {task} at {profile} was made with config {committed[:8]}, but the code "
                 f"configures it as {now[:8]} ({detail}). Regenerate that reference (command in "
                 "leaderboards/README.md), or revert the profile change (read a new option with a default instead of "
                 "listing it at its no-op value)", pytrace=False)
