@@ -13,6 +13,7 @@ from attnbench import plugins
 from attnbench.cli import console, warn_plugin_errors
 from attnbench.cli.output import add_format_flag, emit
 from attnbench.errors import UnknownNameError
+from attnbench.runner.overrides import setting_choices
 from attnbench.specs import CAPABILITIES, PROFILES
 
 
@@ -118,7 +119,7 @@ def _describe_task(loaded: plugins.Plugins, name: str, fmt: str) -> None:
               "plugin": loaded.tasks.source(task.name), "description": task.description}
     keys = sorted({k for settings in task.profiles.values() for k in settings})
     profiles = list(task.profiles)
-    choices = {k: list(v) for k, v in (getattr(task, "setting_choices", None) or {}).items()}
+    choices = {k: list(v) for k, v in setting_choices(task).items()}
     if fmt == "json":
         print(json.dumps({**fields, "profiles": task.profiles, "setting_choices": choices}, indent=2, default=str))
         return

@@ -136,7 +136,7 @@ def _check_columns(wanted: list[str] | None, headers: list[list[str]]) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnbench import plugins
     from attnbench.leaderboard import overall_matrix, task_tables
-    from attnbench.leaderboard.extrapolation import extrapolation_long_rows, extrapolation_rows, extrapolations
+    from attnbench.leaderboard.extrapolation import extrapolation_long_rows, extrapolation_rows, extrapolations, of_table
     from attnbench.leaderboard.formats import (
         csv_text,
         json_text,
@@ -218,9 +218,8 @@ def run(args: argparse.Namespace) -> int:
         stem = _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
         files[f"{stem}.md"] = f"## {t.title}\n\n" + markdown(header, body)
         files[f"{stem}.csv"] = csv_text(header, body)
-        for ex in lengths:
-            if (ex.task, ex.profile, ex.environment, ex.config_hash) == (t.task, t.profile, t.environment, t.config_hash):
-                show_extrapolation(ex)
+        for ex in of_table(lengths, t):
+            show_extrapolation(ex)
     for ex in lengths:
         if id(ex) not in shown_lengths:
             show_extrapolation(ex)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnbench.leaderboard.stats import format_interval, interval
-from attnbench.leaderboard.tables import setup_hash, variant_label
+from attnbench.leaderboard.tables import TaskTable, setup_hash, variant_label
 from attnbench.specs import Metric, ResultRow
 
 #: The protocol's test lengths as multiples of L (:data:`attnbench.training.extrapolation.FACTORS`,
@@ -92,6 +92,12 @@ class Extrapolation:
                 if cell is not None and cell.not_evaluated:
                     seen.setdefault(cell.not_evaluated)
         return list(seen)
+
+
+def of_table(extrapolations: Iterable[Extrapolation], table: TaskTable) -> list[Extrapolation]:
+    """The extrapolations of ``table``'s task setup: the same task, profile, environment and configuration."""
+    key = (table.task, table.profile, table.environment, table.config_hash)
+    return [ex for ex in extrapolations if (ex.task, ex.profile, ex.environment, ex.config_hash) == key]
 
 
 def _artifact(row: ResultRow) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 from attnbench import __version__
 from attnbench.bench.sweep import SweepResult
 from attnbench.leaderboard import plots, scaling
-from attnbench.leaderboard.extrapolation import Extrapolation, extrapolation_rows
+from attnbench.leaderboard.extrapolation import Extrapolation, extrapolation_rows, of_table
 from attnbench.leaderboard.formats import matrix_notes, matrix_rows, task_rows
 from attnbench.leaderboard.sweeps import Sweep, sweep_rows
 from attnbench.leaderboard.tables import RULES as TABLE_RULES
@@ -106,10 +106,9 @@ def render(tables: list[TaskTable], matrices: list[Matrix], sweeps: list[Sweep],
                    _img(plots.quality_vs_cost(t, "step_peak_mb", "step peak memory (MB)"), f"{t.task} quality vs memory"),
                    _img(plots.loss_curves(own), f"{t.task} training loss")]
         parts.append("<div class='figs'>" + "".join(figures) + "</div>" + _attention_maps(own))
-        for ex in extrapolations:
-            if (ex.task, ex.profile, ex.environment, ex.config_hash) == (t.task, t.profile, t.environment, t.config_hash):
-                parts.append(_extrapolation_section(ex))
-                placed.add(id(ex))
+        for ex in of_table(extrapolations, t):
+            parts.append(_extrapolation_section(ex))
+            placed.add(id(ex))
     for s in sweeps:
         parts.append(f"<h2>{html.escape(s.task)} versus {html.escape(s.key)}</h2>"
                      f"<p class='env'>{html.escape(s.profile)} · {html.escape(s.environment)} · cells: "
