@@ -372,10 +372,32 @@ def test_based_taylor_part_matches_fla_naive_based():
     module = build("based", window=0, chunk=16)
     q, k, v = qkv(length=32)
     with torch.no_grad():
-        out = module(q, k, v, is_causal=True)
         fq, fk = module.q_features(q), module.k_features(k)
-    assert max_diff(out, naive.naive_parallel_based(fq, fk, v, use_norm=True)) < REFERENCE_TOL
-    assert max_diff(out, naive.naive_chunk_based(fq, fk, v, chunk_size=16)) < REFERENCE_TOL
+        expected = naive.naive_parallel_based(fq, fk, v, use_norm=True)
+        assert max_diff(expected, naive.naive_chunk_based(fq, fk, v, chunk_size=16)) < REFERENCE_TOL
+        for form in (module, module.taylor_parallel, module.taylor_linear):  # forward picks the quadratic form at L=32
+            assert max_diff(form(q, k, v, is_causal=True), expected) < REFERENCE_TOL
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_based_quadratic_and_linear_forms_agree(causal):
+    """Below 1 + f + f² positions based takes the quadratic form; it must be the linear form's sums."""
+    module = build("based", window=0, chunk=8, feature_dim=4).double()  # 21 features: L=32 would go linear
+    q, k, v = (t.double().requires_grad_() for t in qkv(length=20))
+    keep = torch.ones(B, 20, dtype=torch.bool)
+    keep[0, 13:] = False
+    outs, grads = [], []
+    for form in (module.taylor_parallel, module.taylor_linear):
+        out = form(q, k, v, keep, is_causal=causal)
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * out).sum(), (q, k, v)))
+    assert max_diff(*outs) < 1e-10
+    for a, b in zip(*grads, strict=True):
+        assert max_diff(a, b) < 1e-10
+    with torch.no_grad():
+        long_q, long_k, long_v = (t.double() for t in qkv(length=32))
+        assert max_diff(module(long_q, long_k, long_v, is_causal=causal),
+                        module.taylor_linear(long_q, long_k, long_v, is_causal=causal)) == 0  # 32 ≥ 21: linear
 
 
 def test_based_is_taylor_plus_window_and_steps_with_a_small_window():

@@ -19,7 +19,9 @@ Its short convolutions belong to the model. ``window=0`` keeps only the Taylor l
 (flash-linear-attention's ``based`` op).
 
 Complexity: the Taylor part is ``linear``'s chunked causal form over 1 + f + f² features
-(273 at f = 16): time and memory O(L·f²·D); the window O(L·w) — linear in L. ``is_causal=False``
+(273 at f = 16): time and memory O(L·f²·D); the window O(L·w) — linear in L. Sequences shorter
+than 1 + f + f² take the quadratic form of the same sums (the (L, L) weights 1 + s + s²/2, as
+flash-linear-attention's ``parallel_based``), which is cheaper there. ``is_causal=False``
 uses the full sums and a ±w/2 window. Self-attention only (the window needs one axis), padding
 honoured, no weights. Incremental decoding: the (1 + f + f², D) sums plus a ring buffer of the
 window — bounded. Options: ``feature_dim`` (16), ``window`` (64), ``chunk`` (64).
@@ -70,7 +72,29 @@ class Based(nn.Module):
         return taylor_features(self.q_features(q)), taylor_features(self.k_features(k))
 
     def taylor(self, q, k, v, keep=None, is_causal=True):
-        """The Taylor linear-attention part alone (``window=0``'s whole output)."""
+        """The Taylor linear-attention part alone (``window=0``'s whole output), in the cheaper form.
+
+        Below ``1 + f + f²`` positions the (L, L) weights ``1 + s + s²/2`` are smaller than the
+        (L, 1 + f + f²) features and cost L²·(f + D) instead of L·(1 + f + f²)·(D + chunk): the
+        quadratic form (:meth:`taylor_parallel`); from there on the linear form
+        (:meth:`taylor_linear`), whose memory grows as L. The same sums, in another order.
+        """
+        if max(q.shape[-2], k.shape[-2]) < 1 + self.feature_dim + self.feature_dim ** 2:
+            return self.taylor_parallel(q, k, v, keep, is_causal)
+        return self.taylor_linear(q, k, v, keep, is_causal)
+
+    def taylor_parallel(self, q, k, v, keep=None, is_causal=True):
+        """``Σ_j a_ij v_j / Σ_j a_ij`` with ``a_ij = 1 + s_ij + s_ij²/2`` over visible keys: O(L²·(f + D))."""
+        s = self.q_features(q) @ self.k_features(k).transpose(-2, -1) * self.feature_dim ** -0.5
+        a = 1 + s + s * s / 2
+        if is_causal:
+            a = a.tril()  # top-left aligned, as SDPA's is_causal
+        if keep is not None:
+            a = a * keep[:, None, None, :].to(a.dtype)
+        return (a @ v) / (a.sum(-1, keepdim=True) + EPS)
+
+    def taylor_linear(self, q, k, v, keep=None, is_causal=True):
+        """The Taylor part through the 1 + f + f² features: ``linear``'s chunked causal form, O(L·f²·D)."""
         lq = q.shape[-2]
         if is_causal:
             q, k, v, keep = align_for_causal(q, k, v, keep)
