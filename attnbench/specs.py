@@ -25,6 +25,14 @@ PROFILES: tuple[str, ...] = ("smoke", "quick", "standard", "full")
 #: Every status a result row can carry.
 STATUSES: tuple[str, ...] = ("ok", "failed", "timeout", "unsupported", "diverged")
 
+#: Length extrapolation's test lengths, as multiples of the training length (ALiBi's protocol).
+EXTRAPOLATION_FACTORS: tuple[int, ...] = (1, 2, 4)
+
+
+def extrapolated_metric(metric: str, factor: int) -> str:
+    """The row's name for ``metric`` at ``factor`` × the training length: ``accuracy`` at 1×, ``accuracy@2x`` at 2×."""
+    return metric if factor == 1 else f"{metric}@{factor}x"
+
 
 @dataclass(frozen=True, kw_only=True)
 class AttentionConfig:

@@ -169,10 +169,19 @@ def test_a_real_smoke_run_reports_its_lengths_and_why_learned_positions_stop_at_
     assert "[1] n/e (not evaluated): learned absolute positions exist only for the first 32 positions" in shown
 
 
-def test_the_report_knows_the_training_protocols_lengths():
-    from attnbench.leaderboard import extrapolation as report
-    from attnbench.training import extrapolation as protocol
+def test_the_training_protocol_names_its_metrics_as_the_specs_say(tmp_path):
+    """Rows carry ``accuracy``, ``accuracy@2x``, ``accuracy@4x``: the names the report reads (attnbench.specs)."""
+    import types
 
-    assert report.FACTORS == protocol.FACTORS
-    assert [report.metric_name("accuracy", f) for f in (1, 2, 4)] == ["accuracy", "accuracy@2x", "accuracy@4x"]
-    assert [protocol.metric_name("accuracy", f) for f in (1, 2, 4)] == ["accuracy", "accuracy@2x", "accuracy@4x"]
+    from torch import nn
+
+    from attnbench.specs import EXTRAPOLATION_FACTORS, extrapolated_metric
+    from attnbench.training.extrapolation import length_metrics
+
+    artifacts = {}
+    ctx = types.SimpleNamespace(workdir=tmp_path, meter=types.SimpleNamespace(artifact=artifacts.__setitem__))
+    metrics = length_metrics(nn.Linear(2, 2), ctx, "accuracy", 64, lambda factor: 1 / factor)
+    assert EXTRAPOLATION_FACTORS == (1, 2, 4)
+    assert metrics == {"accuracy": 1.0, "accuracy@2x": 0.5, "accuracy@4x": 0.25}
+    assert list(metrics) == [extrapolated_metric("accuracy", f) for f in EXTRAPOLATION_FACTORS]
+    assert json.loads(artifacts["extrapolation"].read_text())["lengths"] == {"1x": 64, "2x": 128, "4x": 256}

@@ -26,12 +26,7 @@ from pathlib import Path
 
 from attnbench.leaderboard.stats import format_interval, interval
 from attnbench.leaderboard.tables import TaskTable, setup_hash, variant_label
-from attnbench.specs import Metric, ResultRow
-
-#: The protocol's test lengths as multiples of L (:data:`attnbench.training.extrapolation.FACTORS`,
-#: which imports torch): the columns of a task setup whose rows name an ``extrapolation`` artifact but
-#: carry no longer figure.
-FACTORS: tuple[int, ...] = (1, 2, 4)
+from attnbench.specs import EXTRAPOLATION_FACTORS, Metric, ResultRow, extrapolated_metric
 
 #: What a length without a figure says when its row's ``extrapolation.json`` is gone or silent.
 NOT_EVALUATED = "not evaluated at this length"
@@ -145,11 +140,6 @@ def _metric_of(task: str, group: list[ResultRow], metrics: Mapping[str, Metric])
     return None
 
 
-def metric_name(metric: str, factor: int) -> str:
-    """``accuracy`` at 1×, ``accuracy@2x`` at 2× (as :mod:`attnbench.training.extrapolation` names them)."""
-    return metric if factor == 1 else f"{metric}@{factor}x"
-
-
 def extrapolations(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> list[Extrapolation]:
     """Every task setup whose rows carry ``@Nx`` figures of the task's primary metric or an ``extrapolation``
     artifact (see the module docs)."""
@@ -169,7 +159,7 @@ def extrapolations(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> 
         artifacts = {id(r): _artifact(r) for r in ok}
         # A model that ran at no longer length (learned positions) has only its artifact to say so;
         # with that file gone too, the protocol's lengths stand in.
-        factors = {1} | longer | (set() if longer else set(FACTORS))
+        factors = {1} | longer | (set() if longer else set(EXTRAPOLATION_FACTORS))
         lengths: dict[int, int | None] = {}
         for data in artifacts.values():
             for label, length in (data.get("lengths") or {}).items():
@@ -196,7 +186,7 @@ def extrapolations(rows: Iterable[ResultRow], metrics: Mapping[str, Metric]) -> 
                 continue
             cells = {}
             for factor in ex.factors:
-                name = metric_name(metric.name, factor)
+                name = extrapolated_metric(metric.name, factor)
                 values = {r.seed: float(r.metrics[name]) for r in good if name in r.metrics}
                 if values:
                     spread = interval(list(values.values()))

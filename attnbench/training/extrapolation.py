@@ -17,15 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from attnbench.specs import RunContext
-
-#: The test lengths, as multiples of the training length.
-FACTORS: tuple[int, ...] = (1, 2, 4)
-
-
-def metric_name(metric: str, factor: int) -> str:
-    """``accuracy`` at 1×, ``accuracy@2x`` at 2×, …"""
-    return metric if factor == 1 else f"{metric}@{factor}x"
+from attnbench.specs import EXTRAPOLATION_FACTORS, RunContext, extrapolated_metric
 
 
 def limit_of(model: nn.Module) -> tuple[int, str] | None:
@@ -41,9 +33,9 @@ def length_metrics(
     train_length: int,
     score: Callable[[int], float],
     *,
-    factors: Sequence[int] = FACTORS,
+    factors: Sequence[int] = EXTRAPOLATION_FACTORS,
 ) -> dict[str, float]:
-    """``score(factor)`` at each factor the model can run, as ``{metric_name(metric, f): value}``.
+    """``score(factor)`` at each factor the model can run, as ``{extrapolated_metric(metric, f): value}``.
 
     ``score(factor)`` evaluates the model on sequences ``factor`` times the training length
     (scaling what the task scales with length). Factors past the model's limit are skipped
@@ -64,7 +56,7 @@ def length_metrics(
             record["not_evaluated"][label] = limit[1]
             continue
         value = float(score(factor))
-        metrics[metric_name(metric, factor)] = value
+        metrics[extrapolated_metric(metric, factor)] = value
         record["values"][label] = value
     path = Path(ctx.workdir) / "extrapolation.json"
     path.write_text(json.dumps(record, indent=1))
