@@ -13,8 +13,9 @@ rankings and whether the leader changed, and writes the same as a markdown file.
 τ is low or the leader changes is one where the reference should carry the three-point grid.
 
 Runs resume: a row already in the store is not run again, so the script can be stopped and
-restarted. Tasks that report no validation metric (translation, detection, the probes) cannot be
-picked on validation and are not offered.
+restarted. ``--reuse STORE`` copies in the rows another store (the reference run's) already
+has at each task's own rate, so they are not trained twice. Tasks that report no validation
+metric (translation, detection, the probes) cannot be picked on validation and are not offered.
 
     python benchmarks/lr_sensitivity.py --store attnbench-results/lr-grid.sqlite \\
         --out benchmarks/lr-sensitivity-cpu.md
@@ -40,6 +41,33 @@ VARIANTS = ["sdpa", "rope", "local", "linear", "linformer", "s4d"]
 def grid(lr: float, factors: list[float]) -> list[float]:
     """The rates ``lr × factor``, rounded to two significant digits (0.003 → 0.001, 0.003, 0.009)."""
     return [float(f"{lr * f:.2g}") for f in factors]
+
+
+def reuse_rows(task: str, args: argparse.Namespace) -> int:
+    """Copy into the grid's store the ok rows ``--reuse`` holds for this task's fixed-rate cells.
+
+    Only rows of this machine's environment and of the grid's profile, seeds and variants, with no
+    variant options, are taken, each under its own key (task, variant, profile, seed, environment,
+    configuration hash), and never over a row the store has: ``attnbench run --resume`` then skips
+    what was copied. A store without a learning-rate sweep (the reference run's) holds only each
+    task's own rate, so what it gives is the fixed-rate cells. Returns how many rows were copied.
+    """
+    import torch
+
+    from attnbench.runner.pairing import environment
+    from attnbench.store import Store
+
+    env, seeds = environment(torch.device("cpu")), {int(s) for s in args.seeds.split(",")}
+    with Store(args.reuse, readonly=True) as source:
+        rows = [r for r in source.rows(task=task, profile=args.profile)
+                if r.status == "ok" and r.environment == env and r.seed in seeds and r.variant in args.variants
+                and not (r.config or {}).get("variant_options")]
+    with Store(args.store) as store:
+        have = set(store.statuses())
+        fresh = [r for r in rows if (r.task, r.variant, r.profile, r.seed, r.environment, r.config_hash) not in have]
+        for row in fresh:
+            store.write(row)
+    return len(fresh)
 
 
 def run_grid(task: str, rates: list[float], args: argparse.Namespace) -> int:
@@ -136,6 +164,9 @@ def main() -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--analyse-only", action="store_true", help="read the store, run nothing")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="another store (e.g. the reference run's) whose rows at each task's own rate are copied "
+                             "in instead of being run again")
     args = parser.parse_args()
     args.variants = args.variants.split(",")
     args.factors = [float(f) for f in args.factors.split(",")]
@@ -148,6 +179,8 @@ def main() -> int:
     results = []
     for task in args.tasks.split(","):
         base = plugins.load().tasks.get(task).profiles[args.profile]["lr"]
+        if args.reuse and not args.analyse_only:
+            print(f"{task}: {reuse_rows(task, args)} fixed-rate row(s) copied from {args.reuse}", flush=True)
         if not args.analyse_only and run_grid(task, grid(base, args.factors), args) not in (0, 1):
             print(f"{task}: the run stopped; rerun this script to resume", file=sys.stderr)
             return 1

@@ -31,10 +31,16 @@ def test_pairing_cost_predicts_each_variants_pairing_as_a_multiple_of_sdpa(tmp_p
 
 
 def test_lr_sensitivity_ranks_at_the_fixed_rate_and_at_each_variants_best_rate(tmp_path):
-    store, out = tmp_path / "grid.sqlite", tmp_path / "lr.md"
+    store, out, reference = tmp_path / "grid.sqlite", tmp_path / "lr.md", tmp_path / "reference.sqlite"
+    fixed = subprocess.run([sys.executable, "-m", "attnbench", "run", "--profile", "smoke", "--tasks", "listops",
+                            "--variants", "sdpa,linear", "--store", str(reference)], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600, check=False)
+    assert fixed.returncode == 0, fixed.stderr
     done = script("lr_sensitivity.py", "--profile", "smoke", "--tasks", "listops", "--variants", "sdpa,linear",
-                  "--factors", "1,3", "--store", str(store), "--out", str(out), cwd=tmp_path)
+                  "--factors", "1,3", "--store", str(store), "--out", str(out), "--reuse", str(reference), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert f"listops: 2 fixed-rate row(s) copied from {reference}" in done.stdout
+    assert "resume: 2 of 4 pairings already in" in done.stdout  # only the ×3 rate is trained
     assert "listops: τ = " in done.stdout
     table = out.read_text()
     row = next(line for line in table.splitlines() if line.startswith("| listops (accuracy)"))
