@@ -42,3 +42,8 @@ class DeviceError(AttnbenchError):
 
 class StoreError(AttnbenchError):
     """The results store file cannot be used."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised where Ctrl-C's KeyboardInterrupt
+    would be so that a run stops the same way: workers stopped, finished rows kept; exit 143."""

@@ -36,7 +36,7 @@ def test_run_help_documents_the_exit_codes():
     shown = run_cli("run", "--help").stdout
     assert "exit status" in shown
     for code, meaning in (("0", "ok or unsupported"), ("1", "failed, timeout or diverged"), ("2", "usage error"),
-                          ("130", "interrupted")):
+                          ("130", "interrupted"), ("143", "SIGTERM")):
         assert any(line.strip().startswith(code) and meaning in line for line in shown.splitlines()), (code, shown)
 
 

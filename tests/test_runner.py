@@ -135,6 +135,26 @@ def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Pat
     assert before[0] in after  # the finished row was kept, not re-run
 
 
+def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path: Path):
+    """kill, timeout(1) and batch schedulers send SIGTERM to the run's process alone."""
+    store = tmp_path / "r.sqlite"
+    args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
+            "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 180
+    while not _rows(store) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM); finished pairings are saved in the store (re-run with --resume)" in stderr
+    assert "Traceback" not in stderr
+    assert len(_rows(store)) == 1
+    resumed = run_cli("run", "--tasks", "listops", "--variants", "softmax,sdpa", "--profile",
+                      PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and "resume: 1 of 2 pairings already" in resumed.stdout
+
+
 def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path):
     store = tmp_path / "r.sqlite"
     args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",

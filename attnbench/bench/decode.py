@@ -37,6 +37,7 @@ from attnbench.bench.measure import DTYPES, time_call
 from attnbench.bench.sweep import BASELINE, environment
 from attnbench.bench.table import DASH, TableData, fmt_ratio, fmt_value
 from attnbench.bench.worker import run_isolated
+from attnbench.errors import Terminated
 from attnbench.runner.device import resolve_device, synchronize
 from attnbench.specs import AttentionConfig, AttentionSpec
 
@@ -279,8 +280,8 @@ def run_decode(plan: DecodePlan, on_done: Callable[[list[DecodeMeasurement]], No
                 result.measurements += cells
                 if on_done:
                     on_done(cells)
-    except KeyboardInterrupt:
-        result.meta["interrupted"] = True
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (attnbench.errors.Terminated)
+        result.meta["interrupted"] = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
     result.meta["wall_s"] = round(time.perf_counter() - started, 1)
     add_ratios(result)
     return result

@@ -22,7 +22,7 @@ from attnbench import __version__
 from attnbench.bench.fit import SlopeFit, efficiency_length, loglog_slope, ratio
 from attnbench.bench.measure import Job, memory_method
 from attnbench.bench.worker import Outcome, run_isolated
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, Terminated
 from attnbench.runner.device import describe
 from attnbench.specs import AttentionSpec
 
@@ -193,8 +193,8 @@ def run_sweep(
                 result.measurements.append(done)
                 if on_done:
                     on_done(done)
-    except KeyboardInterrupt:
-        result.meta["interrupted"] = True
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (attnbench.errors.Terminated)
+        result.meta["interrupted"] = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
     result.meta["wall_s"] = round(time.perf_counter() - started, 1)
     result.meta["load_average_end"] = _load_average()
     result.meta["threads"] = next((m.threads for m in result.measurements if m.threads), None)

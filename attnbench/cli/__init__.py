@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
 
 from attnbench import __version__
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, Terminated
 
 #: Every command with its one-line help, in the order ``attnbench --help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -86,10 +88,17 @@ def warn_plugin_errors() -> None:
         )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM stops a command as Ctrl-C does (see :class:`attnbench.errors.Terminated`)."""
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``attnbench`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except AttnbenchError as exc:
@@ -101,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Terminated:
+        err_console.print("terminated (SIGTERM); finished pairings are saved in the store (re-run with --resume)")
+        return 143
     except KeyboardInterrupt:
         err_console.print("interrupted; finished pairings are saved in the store (re-run with --resume)")
         return 130

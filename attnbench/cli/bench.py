@@ -54,6 +54,13 @@ allocator's peak; on CPU the peak of torch.profiler's allocation events).
 """
 
 
+
+def _interrupted(signal_name: str) -> int:
+    """Say that the run stopped early and exit as the signal asks: 143 for SIGTERM, 130 for Ctrl-C."""
+    what = "terminated (SIGTERM)" if signal_name == "SIGTERM" else "interrupted"
+    err_console.print(f"{what}: the tables and files above hold the measurements finished so far")
+    return 143 if signal_name == "SIGTERM" else 130
+
 def _length(text: str) -> int:
     text = text.strip().lower()
     scale = 1024 if text.endswith("k") else 1
@@ -233,8 +240,7 @@ def run(args: argparse.Namespace) -> int:
                  write_markdown(result, stem.with_suffix(".md"), _command_line(), images=[png])]
         console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
     if result.meta.get("interrupted"):
-        err_console.print("interrupted: the tables and files above hold the measurements finished so far")
-        return 130
+        return _interrupted(result.meta["interrupted"])
     return 0
 
 
@@ -305,8 +311,7 @@ def _run_decode(args: argparse.Namespace, device, specs: list[AttentionSpec]) ->
                  png, decode.write_markdown(result, stem.with_suffix(".md"), _command_line(), images=[png])]
         console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
     if result.meta.get("interrupted"):
-        err_console.print("interrupted: the tables and files above hold the measurements finished so far")
-        return 130
+        return _interrupted(result.meta["interrupted"])
     return 0
 
 

@@ -52,6 +52,7 @@ exit status (as pytest's):
   2  usage error: a bad option, name, path or setting, found before any pairing ran
      (or bad data, or a store that cannot be written, found while running)
   130  interrupted (Ctrl-C); finished pairings are kept in the store
+  143  terminated (SIGTERM: kill, timeout, a batch scheduler); the same as Ctrl-C
 """
 
 
@@ -65,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Train and evaluate each selected task with each selected attention variant, one worker "
         "process per pairing; every finished pairing is written to the store at once. Exits 0 when every "
         "pairing is ok or unsupported, 1 when any failed, timed out or diverged, 2 on a usage error, "
-        "130 on Ctrl-C.",
+        "130 on Ctrl-C, 143 on SIGTERM.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--tasks", default=None, metavar="NAMES",

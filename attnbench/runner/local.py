@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import torch
 
-from attnbench.errors import DataError, DeviceError
+from attnbench.errors import DataError, DeviceError, Terminated
 from attnbench.runner import worker
 from attnbench.runner.pairing import Pairing, base_fields, without_files_in
 from attnbench.specs import ResultRow
@@ -85,22 +85,24 @@ def _context(device: torch.device) -> mp.context.BaseContext:
 
 
 @contextmanager
-def _interrupt_deferred() -> Iterator[list[bool]]:
-    """Hold back Ctrl-C while a worker starts, then let it through.
+def _interrupt_deferred() -> Iterator[list[int]]:
+    """Hold back Ctrl-C (and SIGTERM) while a worker starts, then let it through.
 
     A KeyboardInterrupt raised inside fork's at-fork callbacks is reported as "Exception
     ignored" and swallowed, so a Ctrl-C landing during a worker's start would be lost and
-    the run would go on. The handler here only records it; the caller re-raises afterwards.
+    the run would go on. The handler here only records the signal; the caller re-raises afterwards.
     """
-    interrupted: list[bool] = []
+    interrupted: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield interrupted
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    previous = {sig: signal.signal(sig, lambda signum, _: interrupted.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield interrupted
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def threads_per_worker(jobs: int) -> int:
@@ -136,7 +138,7 @@ class LocalExecutor:
                     with _interrupt_deferred() as interrupted:
                         running.append(self._start(queue.pop(0)))
                     if interrupted:
-                        raise KeyboardInterrupt
+                        raise Terminated if signal.SIGTERM in interrupted else KeyboardInterrupt
                     display.started(running[-1].pairing)
                 ready = wait([r.conn for r in running], timeout=0.2)
                 for r in list(running):
