@@ -177,3 +177,30 @@ def test_html_report_renders_in_headless_chromium_with_every_image_decoded(bench
     subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1280,2000", checked.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+
+
+def test_two_environments_on_one_device_keep_their_own_files(tmp_path: Path):
+    """Rows from two torch versions on one CPU never share a ranking, and neither's files overwrite the other's."""
+    from attnbench import ResultRow
+    from attnbench.store import Store
+
+    path = tmp_path / "results.sqlite"
+    with Store(path) as s:
+        for env, (a, b) in {"cpu:X | torch 2.8.0 | py 3.11.7": (0.6, 0.5),
+                            "cpu:X | torch 2.9.1 | py 3.11.7": (0.7, 0.4)}.items():
+            for variant, value in (("sdpa", a), ("linear", b)):
+                for key, lr in (("base", 0.001), ("swept", 0.003)):
+                    s.write(ResultRow(task="listops", variant=variant, profile="quick", seed=0, environment=env,
+                                      config_hash=key, status="ok", metrics={"accuracy": value},
+                                      efficiency={"train_s": 1.0}, config={"steps": 10, "lr": lr}))
+    shown = run_cli("report", "--store", str(path), "--out", str(tmp_path / "out"))
+    assert shown.returncode == 0, shown.stderr
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    tables = [n for n in names if n.startswith("listops-quick-") and n.endswith(".md") and "-vs-" not in n]
+    assert len(tables) == 4, names  # 2 setups × 2 environments
+    assert {n for n in tables if "torch-2.8.0" in n} and {n for n in tables if "torch-2.9.1" in n}
+    sweeps = [n for n in names if "-vs-lr-" in n]
+    assert len(sweeps) == 2 and all("torch" in n for n in sweeps), names
+    for name in tables:
+        text = (tmp_path / "out" / name).read_text()
+        assert ("torch 2.8.0" in text) == ("torch-2.8.0" in name)  # each file holds its own environment's table

@@ -211,11 +211,21 @@ def run(args: argparse.Namespace) -> int:
         sections.append(f"## {ex.title}\n\n" + markdown(header, body) + "".join(f"\n{n}\n" for n in notes))
         lines += long_body
 
+    # A file is named by its device; where two environments (torch or Python versions) share a device, by the whole
+    # environment, so that neither's tables overwrite the other's.
+    devices: dict[str, set[str]] = {}
+    for item in (*tables, *found):
+        devices.setdefault(item.environment.split("|")[0], set()).add(item.environment)
+
+    def place(environment: str) -> str:
+        device = environment.split("|")[0]
+        return environment if len(devices.get(device, ())) > 1 else device
+
     for t, (header, body) in zip(tables, full, strict=True):
         shown_header, shown_body = (header, body) if wanted is None else select_columns(header, body, wanted)
         notes = [] if wanted is None or "note" in wanted else [f"  {e.variant}: {e.note}" for e in t.entries if e.note]
         console.print(_rich(t.title, shown_header, shown_body, notes))
-        stem = _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{t.environment.split('|')[0]}")
+        stem = _slug(f"{t.task}-{t.profile}-{t.config_hash[:8]}-{place(t.environment)}")
         files[f"{stem}.md"] = f"## {t.title}\n\n" + markdown(header, body)
         files[f"{stem}.csv"] = csv_text(header, body)
         for ex in of_table(lengths, t):
@@ -230,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         header, body = sweep_rows(s)
         title = f"{s.task} versus {s.key} · {s.profile} · {s.environment} ({s.metric} · train s · step peak MB)"
         console.print(_rich(title, header, body))
-        files[_slug(f"{s.task}-{s.profile}-vs-{s.key}-{s.environment.split('|')[0]}") + ".md"] = \
+        files[_slug(f"{s.task}-{s.profile}-vs-{s.key}-{place(s.environment)}") + ".md"] = \
             f"## {title}\n\n" + markdown(header, body)
     md = []
     for m in matrices:
