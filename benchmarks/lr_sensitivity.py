@@ -133,6 +133,8 @@ def analyse(task: str, base: float, args: argparse.Namespace) -> dict | None:
 
 
 def markdown(results: list[dict], args: argparse.Namespace, command: str, minutes: float) -> str:
+    ran = ("Read from the store (rows trained by earlier runs of this script)." if args.analyse_only
+           else f"Wall time of this run: {minutes:.0f} min.")
     lines = ["# Learning-rate sensitivity of the quick rankings (issue 24, item 3)", "",
              "```bash", command, "```", "",
              f"Profile `{args.profile}`, seeds {args.seeds}, variants {', '.join(args.variants)}; each task's rate "
@@ -140,7 +142,7 @@ def markdown(results: list[dict], args: argparse.Namespace, command: str, minute
              "\"best of lr\" at each variant's rate picked on validation (the rule of `report --best-of lr`), "
              "both on the test metric. τ is Kendall's τ between the two orders; 1 means the rate does not "
              f"change the ranking (τ-b: equal scores count as ties). \"Leader changed\": no variant that led at the "
-             f"fixed rate (to three decimals) leads at its best rate. Wall time of this run: {minutes:.0f} min.", "",
+             f"fixed rate (to three decimals) leads at its best rate. {ran}", "",
              "| task | rate (grid) | fixed-rate order | best-of-lr order | τ | leader changed |",
              "|---|---|---|---|---:|---|"]
     for r in results:
