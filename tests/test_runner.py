@@ -119,9 +119,10 @@ def test_kill_9_loses_no_finished_row_and_resume_finishes_the_rest(tmp_path: Pat
     args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
             "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # a quick pairing takes ~10 s idle, minutes on a loaded machine
     while not _rows(store) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert _rows(store), "the first pairing did not finish in 900 s: nothing to keep, the test cannot tell"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _rows(store)
@@ -141,9 +142,10 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path: Path):
     args = [sys.executable, "-m", "attnbench", "run", "--tasks", "listops", "--variants", "softmax,sdpa",
             "--profile", PROFILE_LONG_ENOUGH_TO_INTERRUPT, "--store", str(store)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # a quick pairing takes ~10 s idle, minutes on a loaded machine
     while not _rows(store) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert _rows(store), "the first pairing did not finish in 900 s: nothing to keep, the test cannot tell"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
@@ -164,9 +166,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(tmp_path: Path):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # a quick pairing takes ~10 s idle, minutes on a loaded machine
     while not _rows(store) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert _rows(store), "the first pairing did not finish in 900 s: nothing to keep, the test cannot tell"
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
