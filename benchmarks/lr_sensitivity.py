@@ -64,7 +64,7 @@ def reuse_rows(task: str, args: argparse.Namespace) -> int:
                 and not (r.config or {}).get("variant_options")]
     with Store(args.store) as store:
         have = set(store.statuses())
-        fresh = [r for r in rows if (r.task, r.variant, r.profile, r.seed, r.environment, r.config_hash) not in have]
+        fresh = [r for r in rows if r.key not in have]
         for row in fresh:
             store.write(row)
     return len(fresh)

@@ -27,6 +27,7 @@ import torch
 
 from attnbench import RunContext, plugins
 from attnbench.nn import build_attention
+from attnbench.runner.pairing import NullProgress
 from attnbench.training import seed_everything
 
 
@@ -57,21 +58,13 @@ class TrainClock:
         pass
 
 
-class Silent:
-    def start(self, total, description=""):
-        pass
-
-    def advance(self, steps=1, **info):
-        pass
-
-
-def one_run(task, variant: str, config: dict, workdir: Path) -> tuple[float, float]:
+def one_run(task, variant: str, profile: str, config: dict, workdir: Path) -> tuple[float, float]:
     """(training seconds, whole run seconds) of one pairing with ``config``."""
     spec = plugins.get_attention(variant)
     seed_everything(0)
     clock = TrainClock()
     ctx = RunContext(attention=spec, make_attention=lambda c: build_attention(spec, c), device=torch.device("cpu"),
-                     seed=0, profile="quick", config=config, data_dir=None, progress=Silent(), workdir=workdir,
+                     seed=0, profile=profile, config=config, data_dir=None, progress=NullProgress(), workdir=workdir,
                      meter=clock)
     start = time.perf_counter()
     task.run(ctx)
@@ -96,11 +89,11 @@ def main() -> int:
     train: dict[str, list[float]] = {v: [] for v in variants}
     whole: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        one_run(task, "sdpa", config, Path(tmp))  # warm-up: data caches, first-call costs
+        one_run(task, "sdpa", args.profile, config, Path(tmp))  # warm-up: data caches, first-call costs
         for _ in range(args.repeats):
             for v in variants:
                 (Path(tmp) / v).mkdir(exist_ok=True)
-                t, w = one_run(task, v, config, Path(tmp) / v)
+                t, w = one_run(task, v, args.profile, config, Path(tmp) / v)
                 train[v].append(t)
                 whole[v].append(w)
     print(f"task {args.task}, profile {args.profile} ({full_steps} steps; timed with {args.steps}), "

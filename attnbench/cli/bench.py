@@ -54,12 +54,12 @@ allocator's peak; on CPU the peak of torch.profiler's allocation events).
 """
 
 
-
 def _interrupted(signal_name: str) -> int:
     """Say that the run stopped early and exit as the signal asks: 143 for SIGTERM, 130 for Ctrl-C."""
     what = "terminated (SIGTERM)" if signal_name == "SIGTERM" else "interrupted"
     err_console.print(f"{what}: the tables and files above hold the measurements finished so far")
     return 143 if signal_name == "SIGTERM" else 130
+
 
 def _length(text: str) -> int:
     text = text.strip().lower()

@@ -67,6 +67,11 @@ class Based(nn.Module):
         self.k_features = HeadwiseProjection(self.heads, self.head_dim, self.feature_dim)
         self.local = LocalAttention(dataclasses.replace(config, options={"window": self.window})) if self.window else None
 
+    @property
+    def feature_count(self) -> int:
+        """1 + f + f²: the Taylor features per query and key, the rows of the linear form's sums."""
+        return 1 + self.feature_dim + self.feature_dim ** 2
+
     def features(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """φ(q W_q) and φ(k W_k), each (B, H, L, 1 + f + f²)."""
         return taylor_features(self.q_features(q)), taylor_features(self.k_features(k))
@@ -79,7 +84,7 @@ class Based(nn.Module):
         quadratic form (:meth:`taylor_parallel`); from there on the linear form
         (:meth:`taylor_linear`), whose memory grows as L. The same sums, in another order.
         """
-        if max(q.shape[-2], k.shape[-2]) < 1 + self.feature_dim + self.feature_dim ** 2:
+        if max(q.shape[-2], k.shape[-2]) < self.feature_count:
             return self.taylor_parallel(q, k, v, keep, is_causal)
         return self.taylor_linear(q, k, v, keep, is_causal)
 
@@ -119,7 +124,7 @@ class Based(nn.Module):
 
     def init_state(self, batch_size, *, device=None, dtype=torch.float32):
         """The Taylor sums Σφ(k)vᵀ (B, H, F, D) and Σφ(k) (B, H, F, 1), and the window's ring buffer."""
-        n = 1 + self.feature_dim + self.feature_dim ** 2
+        n = self.feature_count
         state = {"kv": torch.zeros(batch_size, self.heads, n, self.head_dim, device=device, dtype=dtype),
                  "z": torch.zeros(batch_size, self.heads, n, 1, device=device, dtype=dtype)}
         if self.local is not None:
